@@ -1,0 +1,114 @@
+package api
+
+// Paths served by the signer.
+const (
+	PathCA         = "/v1/ca"
+	PathLoginStart = "/v1/login/start"
+	PathLoginPoll  = "/v1/login/poll"
+	PathCallback   = "/v1/login/callback"
+	PathHostCert   = "/v1/host-cert"
+	PathHealth     = "/healthz"
+)
+
+// Login modes.
+const (
+	ModeBrowser = "browser"
+	ModeDevice  = "device"
+)
+
+// Login states returned by the poll endpoint.
+const (
+	StatusPending = "pending"
+	StatusDone    = "done"
+	StatusFailed  = "failed"
+)
+
+// CAInfo is returned by GET /v1/ca: everything a client needs besides the
+// signer's URL.
+type CAInfo struct {
+	// UserCA and HostCA are authorized_keys-format public keys.
+	UserCA []string `json:"user_ca"`
+	HostCA []string `json:"host_ca"`
+	// DeviceFlow tells whether --device logins are offered.
+	DeviceFlow bool `json:"device_flow"`
+	// Issuer is the IdP people sign in at (informational).
+	Issuer string `json:"issuer,omitempty"`
+	// Bastion describes the SSH entry point for `postern config`.
+	Bastion *BastionInfo `json:"bastion,omitempty"`
+	// Version of the signer.
+	Version string `json:"version,omitempty"`
+}
+
+// BastionInfo is what `postern config` writes into ssh_config.
+type BastionInfo struct {
+	Name      string   `json:"name"`       // ssh_config alias
+	Addr      string   `json:"addr"`       // host:port
+	JumpHosts []string `json:"jump_hosts"` // Host patterns routed through it
+}
+
+// LoginStartRequest begins a login for PublicKey.
+type LoginStartRequest struct {
+	// PublicKey (authorized_keys format) is the only key this login can
+	// get certified.
+	PublicKey string `json:"public_key"`
+	// Mode is ModeBrowser or ModeDevice.
+	Mode string `json:"mode"`
+	// TTLSeconds requested; 0 means the roles' maximum. Capped, not refused.
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// RedirectURL is the CLI's loopback listener (browser mode only); the
+	// signer sends the browser there when the login is over. Must be
+	// http://127.0.0.1:PORT/..., http://[::1]:PORT/... or
+	// http://localhost:PORT/....
+	RedirectURL string `json:"redirect_url,omitempty"`
+}
+
+// LoginStartResponse tells the CLI where the person signs in.
+type LoginStartResponse struct {
+	LoginID string `json:"login_id"`
+	// PollToken must accompany every poll; only this client knows it.
+	PollToken string `json:"poll_token"`
+	// AuthURL is opened in the browser (browser mode).
+	AuthURL string `json:"auth_url,omitempty"`
+	// Device mode: where to go and what to type.
+	VerificationURI         string `json:"verification_uri,omitempty"`
+	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
+	UserCode                string `json:"user_code,omitempty"`
+	// IntervalSeconds between polls.
+	IntervalSeconds int `json:"interval_seconds"`
+	// ExpiresInSeconds until the login is abandoned.
+	ExpiresInSeconds int `json:"expires_in_seconds"`
+}
+
+// LoginPollRequest asks for a login's result.
+type LoginPollRequest struct {
+	LoginID   string `json:"login_id"`
+	PollToken string `json:"poll_token"`
+}
+
+// LoginPollResponse carries the certificate once the login is done.
+type LoginPollResponse struct {
+	Status string `json:"status"`
+	// Certificate in authorized_keys format (StatusDone).
+	Certificate string `json:"certificate,omitempty"`
+	// Error and Hint explain StatusFailed in words fit for the person.
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+// HostCertRequest asks for a host certificate; the join token goes in the
+// Authorization header as a bearer token.
+type HostCertRequest struct {
+	PublicKey string   `json:"public_key"`
+	Hosts     []string `json:"hosts"` // names and addresses, become principals
+}
+
+// HostCertResponse returns the host certificate.
+type HostCertResponse struct {
+	Certificate string `json:"certificate"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+	Hint  string `json:"hint,omitempty"`
+}

@@ -1,0 +1,482 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole deployment's configuration. Each part reads its own
+// section plus the roles.
+type Config struct {
+	Signer  Signer  `toml:"signer"`
+	Bastion Bastion `toml:"bastion"`
+	Storage Storage `toml:"storage"`
+	// Roles map identity-provider groups to what a person may do.
+	Roles []Role `toml:"role"`
+
+	// Path is the file the configuration was read from ("" for Default()).
+	Path string `toml:"-"`
+	// lines maps a key path ("signer.listen", "role[1].logins") to the line
+	// it was written on, for error messages.
+	lines map[string]int
+}
+
+// Signer configures postern-signer.
+type Signer struct {
+	// Listen is the HTTPS listen address. Default "127.0.0.1:3080".
+	Listen string `toml:"listen"`
+	// URL is the public base URL clients and the IdP use to reach the
+	// signer. Default "https://" + Listen.
+	URL string `toml:"url"`
+	// DataDir holds the CA keys, the development TLS certificate and the
+	// audit log. Default "/var/lib/postern/signer".
+	DataDir string `toml:"data_dir"`
+	// UserCAKey and HostCAKey are OpenSSH private key files. Defaults
+	// DataDir/user_ca and DataDir/host_ca.
+	UserCAKey string `toml:"user_ca_key"`
+	HostCAKey string `toml:"host_ca_key"`
+	// TLSCert and TLSKey are PEM files. When both are empty the signer
+	// generates a self-signed certificate for development into
+	// DataDir/tls.crt and DataDir/tls.key; clients must then pin it.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// AuditLog is the JSON-lines audit file; "-" writes to stdout.
+	// Default DataDir/audit.log.
+	AuditLog string `toml:"audit_log"`
+	// HostCertTTL is the validity of host certificates. Default 30d.
+	HostCertTTL Duration `toml:"host_cert_ttl"`
+	// JoinTokenFile holds join tokens, one per line, that allow
+	// POST /v1/host-cert. Empty disables the API (the host-cert command
+	// still works for operators). Lines starting with # are ignored.
+	JoinTokenFile string `toml:"join_token_file"`
+	// HostPatterns limits the names and addresses a join token may get a
+	// host certificate for: globs ("*.prod.internal") and CIDRs. Empty
+	// means the API issues nothing.
+	HostPatterns []string `toml:"host_patterns"`
+	// LoginTimeout bounds how long a started login may take. Default 10m.
+	LoginTimeout Duration `toml:"login_timeout"`
+
+	OIDC OIDC `toml:"oidc"`
+}
+
+// OIDC configures the signer as an OpenID Connect relying party
+// (a confidential client).
+type OIDC struct {
+	// Issuer is the IdP's issuer URL. Required to serve logins.
+	Issuer string `toml:"issuer"`
+	// ClientID is the client registered at the IdP. Default "postern".
+	ClientID string `toml:"client_id"`
+	// ClientSecretFile holds the client secret. Required with Issuer.
+	ClientSecretFile string `toml:"client_secret_file"`
+	// Scopes requested. Default ["openid", "email", "profile", "groups"].
+	Scopes []string `toml:"scopes"`
+	// UsernameClaim names the person (becomes the certificate's KeyId).
+	// Default "email".
+	UsernameClaim string `toml:"username_claim"`
+	// GroupsClaim lists the person's groups. Default "groups".
+	GroupsClaim string `toml:"groups_claim"`
+	// RedirectURL is the callback registered at the IdP.
+	// Default URL + "/v1/login/callback".
+	RedirectURL string `toml:"redirect_url"`
+	// DeviceFlow enables headless logins (RFC 8628). Default true.
+	DeviceFlow *bool `toml:"device_flow"`
+}
+
+// Bastion configures postern-bastion.
+type Bastion struct {
+	// Listen is the SSH listen address. Default "127.0.0.1:2222".
+	Listen string `toml:"listen"`
+	// PublicAddr is the host:port users dial; written by `postern config`.
+	// Default Listen.
+	PublicAddr string `toml:"public_addr"`
+	// Name is the ssh_config alias users type (ssh -J NAME). Default
+	// "postern-bastion".
+	Name string `toml:"name"`
+	// ID names this bastion in audit events. Default: the host name.
+	ID string `toml:"id"`
+	// DataDir holds the host key, spool and audit log. Default
+	// "/var/lib/postern/bastion".
+	DataDir string `toml:"data_dir"`
+	// HostKey is the bastion's private host key. Default DataDir/host_key.
+	HostKey string `toml:"host_key"`
+	// HostCert is its host certificate. Default HostKey + "-cert.pub".
+	HostCert string `toml:"host_cert"`
+	// UserCA is the user CA's public key (authorized_keys format). Default
+	// DataDir/user_ca.pub.
+	UserCA string `toml:"user_ca"`
+	// AuditLog is the JSON-lines audit file; "-" writes to stdout.
+	// Default DataDir/audit.log.
+	AuditLog string `toml:"audit_log"`
+	// JumpHosts are ssh_config Host patterns that `postern config` routes
+	// through the bastion, e.g. ["*.prod.internal"].
+	JumpHosts []string `toml:"jump_hosts"`
+	// ClockSkew tolerated on certificate validity. Default 30s.
+	ClockSkew Duration `toml:"clock_skew"`
+	// ShutdownGrace is how long sessions may finish on shutdown. Default 30s.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// Nodes is an optional inventory of named nodes with labels.
+	Nodes []Node `toml:"node"`
+}
+
+// Node is one inventory entry.
+type Node struct {
+	Name   string            `toml:"name"`
+	Addr   string            `toml:"addr"`
+	Labels map[string]string `toml:"labels"`
+}
+
+// Storage configures where audit logs and recordings are kept.
+type Storage struct {
+	// S3Bucket; empty keeps everything under LocalDir.
+	S3Bucket    string `toml:"s3_bucket"`
+	S3Prefix    string `toml:"s3_prefix"`
+	S3Region    string `toml:"s3_region"`
+	S3Endpoint  string `toml:"s3_endpoint"`
+	S3PathStyle bool   `toml:"s3_path_style"`
+	// LocalDir is used when S3Bucket is empty. Default
+	// "/var/lib/postern/recordings".
+	LocalDir string `toml:"local_dir"`
+}
+
+// Role grants logins and node access to people in some IdP groups.
+type Role struct {
+	// Name appears in certificates and audit events. Required, unique.
+	Name string `toml:"name"`
+	// Groups: a person in any of these IdP groups gets the role.
+	Groups []string `toml:"groups"`
+	// Logins are the Unix accounts (certificate principals) allowed.
+	Logins []string `toml:"logins"`
+	// Nodes are node rules: host globs, CIDRs or inventory labels
+	// ("label:env=prod"), each optionally followed by ":PORT" or
+	// ":LOW-HIGH". Port 22 when none is given.
+	Nodes []string `toml:"nodes"`
+	// MaxTTL caps certificate lifetime. Default 8h.
+	MaxTTL Duration `toml:"max_ttl"`
+	// Extensions are the permit-* certificate extensions this role allows.
+	// Default ["permit-pty"].
+	Extensions []string `toml:"extensions"`
+	// SourceAddresses pins certificates to these CIDRs (the source-address
+	// critical option). Empty: no pinning.
+	SourceAddresses []string `toml:"source_addresses"`
+	// Recording is "on" (default) or "off".
+	Recording string `toml:"recording"`
+	// KubeClusters, KubeUsers and KubeGroups grant Kubernetes access.
+	KubeClusters []string `toml:"kube_clusters"`
+	KubeUsers    []string `toml:"kube_users"`
+	KubeGroups   []string `toml:"kube_groups"`
+}
+
+// Defaults for values that are not set.
+const (
+	DefaultSignerListen  = "127.0.0.1:3080"
+	DefaultSignerDataDir = "/var/lib/postern/signer"
+	DefaultBastionListen = "127.0.0.1:2222"
+	DefaultBastionDir    = "/var/lib/postern/bastion"
+	DefaultBastionName   = "postern-bastion"
+	DefaultLocalDir      = "/var/lib/postern/recordings"
+	DefaultMaxTTL        = 8 * time.Hour
+	DefaultHostCertTTL   = 30 * 24 * time.Hour
+	DefaultLoginTimeout  = 10 * time.Minute
+	DefaultClockSkew     = 30 * time.Second
+	DefaultShutdownGrace = 30 * time.Second
+)
+
+// PermitExtensions are the standard OpenSSH permit-* extensions a role may
+// allow.
+var PermitExtensions = []string{
+	"permit-X11-forwarding",
+	"permit-agent-forwarding",
+	"permit-port-forwarding",
+	"permit-pty",
+	"permit-user-rc",
+}
+
+// tomlErrRe picks apart the decoder's type errors, which carry the line
+// only in their text.
+var tomlErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// Default returns the configuration used when no file is given: every part
+// on loopback, data under /var/lib/postern.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+// Load reads, decodes and validates the file at path. The error lists every
+// problem found, each as "FILE:LINE: KEY: problem".
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data read from path (used in messages).
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{Path: path, lines: indexLines(data)}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			key := pe.LastKey
+			msg := pe.Message
+			if key != "" {
+				return nil, fmt.Errorf("%s:%d: %s: %s", path, pe.Position.Line, key, msg)
+			}
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, msg)
+		}
+		if m := tomlErrRe.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("%s:%s: %s: %s", path, m[1], m[2], m[3])
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		ks := k.String()
+		if seen[ks] {
+			continue
+		}
+		seen[ks] = true
+		errs = append(errs, c.errAt(ks, "unknown key"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// errAt formats a problem with a key, adding the line when known.
+func (c *Config) errAt(key, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	file := c.Path
+	if file == "" {
+		file = "(default config)"
+	}
+	if line, ok := c.lines[key]; ok {
+		return fmt.Errorf("%s:%d: %s: %s", file, line, key, msg)
+	}
+	if line, ok := c.lines[stripIndex(key)]; ok {
+		return fmt.Errorf("%s:%d: %s: %s", file, line, key, msg)
+	}
+	return fmt.Errorf("%s: %s: %s", file, key, msg)
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Signer
+	setDefault(&s.Listen, DefaultSignerListen)
+	setDefault(&s.URL, "https://"+s.Listen)
+	s.URL = strings.TrimRight(s.URL, "/")
+	setDefault(&s.DataDir, DefaultSignerDataDir)
+	setDefault(&s.UserCAKey, filepath.Join(s.DataDir, "user_ca"))
+	setDefault(&s.HostCAKey, filepath.Join(s.DataDir, "host_ca"))
+	setDefault(&s.AuditLog, filepath.Join(s.DataDir, "audit.log"))
+	setDurDefault(&s.HostCertTTL, DefaultHostCertTTL)
+	setDurDefault(&s.LoginTimeout, DefaultLoginTimeout)
+	o := &s.OIDC
+	setDefault(&o.ClientID, "postern")
+	if o.Scopes == nil {
+		o.Scopes = []string{"openid", "email", "profile", "groups"}
+	}
+	setDefault(&o.UsernameClaim, "email")
+	setDefault(&o.GroupsClaim, "groups")
+	setDefault(&o.RedirectURL, s.URL+"/v1/login/callback")
+	if o.DeviceFlow == nil {
+		t := true
+		o.DeviceFlow = &t
+	}
+
+	b := &c.Bastion
+	setDefault(&b.Listen, DefaultBastionListen)
+	setDefault(&b.PublicAddr, b.Listen)
+	setDefault(&b.Name, DefaultBastionName)
+	if b.ID == "" {
+		b.ID, _ = os.Hostname()
+	}
+	setDefault(&b.DataDir, DefaultBastionDir)
+	setDefault(&b.HostKey, filepath.Join(b.DataDir, "host_key"))
+	setDefault(&b.HostCert, b.HostKey+"-cert.pub")
+	setDefault(&b.UserCA, filepath.Join(b.DataDir, "user_ca.pub"))
+	setDefault(&b.AuditLog, filepath.Join(b.DataDir, "audit.log"))
+	setDurDefault(&b.ClockSkew, DefaultClockSkew)
+	setDurDefault(&b.ShutdownGrace, DefaultShutdownGrace)
+
+	setDefault(&c.Storage.LocalDir, DefaultLocalDir)
+
+	for i := range c.Roles {
+		r := &c.Roles[i]
+		setDurDefault(&r.MaxTTL, DefaultMaxTTL)
+		if r.Extensions == nil {
+			r.Extensions = []string{"permit-pty"}
+		}
+		setDefault(&r.Recording, "on")
+	}
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setDurDefault(p *Duration, v time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = v
+	}
+}
+
+// DeviceFlowEnabled reports whether headless logins are on.
+func (o OIDC) DeviceFlowEnabled() bool { return o.DeviceFlow == nil || *o.DeviceFlow }
+
+// Validate checks values that decoding cannot, returning every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+
+	s := c.Signer
+	if err := checkHostPort(s.Listen); err != nil {
+		add(c.errAt("signer.listen", "%v", err))
+	}
+	if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add(c.errAt("signer.url", "must be an absolute http(s) URL, got %q", s.URL))
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		add(c.errAt("signer.tls_cert", "tls_cert and tls_key must be set together"))
+	}
+	for _, p := range s.HostPatterns {
+		if err := checkHostPattern(p); err != nil {
+			add(c.errAt("signer.host_patterns", "%v", err))
+		}
+	}
+	o := s.OIDC
+	if o.Issuer != "" {
+		if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			add(c.errAt("signer.oidc.issuer", "must be an absolute http(s) URL, got %q", o.Issuer))
+		}
+		if o.ClientSecretFile == "" {
+			add(c.errAt("signer.oidc.client_secret_file", "required when issuer is set"))
+		}
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		add(c.errAt("signer.oidc.scopes", "must include \"openid\""))
+	}
+
+	b := c.Bastion
+	if err := checkHostPort(b.Listen); err != nil {
+		add(c.errAt("bastion.listen", "%v", err))
+	}
+	if err := checkHostPort(b.PublicAddr); err != nil {
+		add(c.errAt("bastion.public_addr", "%v", err))
+	}
+	names := map[string]bool{}
+	for i, n := range b.Nodes {
+		key := fmt.Sprintf("bastion.node[%d]", i)
+		if n.Name == "" {
+			add(c.errAt(key+".name", "required"))
+		} else if names[n.Name] {
+			add(c.errAt(key+".name", "duplicate node name %q", n.Name))
+		}
+		names[n.Name] = true
+		if n.Addr == "" {
+			add(c.errAt(key+".addr", "required"))
+		}
+	}
+
+	roles := map[string]bool{}
+	for i, r := range c.Roles {
+		key := fmt.Sprintf("role[%d]", i)
+		switch {
+		case r.Name == "":
+			add(c.errAt(key+".name", "required"))
+		case roles[r.Name]:
+			add(c.errAt(key+".name", "duplicate role name %q", r.Name))
+		case strings.ContainsAny(r.Name, ", \t\n"):
+			add(c.errAt(key+".name", "must not contain commas or spaces: %q", r.Name))
+		}
+		roles[r.Name] = true
+		if len(r.Groups) == 0 {
+			add(c.errAt(key+".groups", "role %q matches nobody: list at least one IdP group", r.Name))
+		}
+		for _, l := range r.Logins {
+			if l == "" || strings.ContainsAny(l, ", \t\n*?") {
+				add(c.errAt(key+".logins", "invalid login %q", l))
+			}
+		}
+		for _, e := range r.Extensions {
+			if !slices.Contains(PermitExtensions, e) {
+				add(c.errAt(key+".extensions", "unknown extension %q (allowed: %s)", e, strings.Join(PermitExtensions, ", ")))
+			}
+		}
+		for _, a := range r.SourceAddresses {
+			if _, err := netip.ParsePrefix(a); err != nil {
+				if _, err2 := netip.ParseAddr(a); err2 != nil {
+					add(c.errAt(key+".source_addresses", "not an address or CIDR: %q", a))
+				}
+			}
+		}
+		if r.Recording != "on" && r.Recording != "off" {
+			add(c.errAt(key+".recording", "must be \"on\" or \"off\", got %q", r.Recording))
+		}
+		for _, n := range r.Nodes {
+			if _, err := ParseNodeRule(n); err != nil {
+				add(c.errAt(key+".nodes", "%v", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	_ = host
+	if port == "" {
+		return fmt.Errorf("missing port in %q", s)
+	}
+	return nil
+}
+
+func checkHostPattern(p string) error {
+	if p == "" {
+		return errors.New("empty pattern")
+	}
+	if strings.Contains(p, "/") {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("bad CIDR %q", p)
+		}
+		return nil
+	}
+	if _, err := filepath.Match(p, "x"); err != nil {
+		return fmt.Errorf("bad glob %q", p)
+	}
+	return nil
+}
+
+// RoleByName returns the named role.
+func (c *Config) RoleByName(name string) (Role, bool) {
+	for _, r := range c.Roles {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}
