@@ -430,6 +430,9 @@ func cmdConfig(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	if err := signerclient.SaveState(env.statePath(), st); err != nil {
+		return err
+	}
 	if info.Bastion == nil || info.Bastion.Addr == "" {
 		return hinted(errors.New("the signer publishes no bastion"), "set [bastion] public_addr in the deployment's config")
 	}

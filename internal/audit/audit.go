@@ -24,6 +24,9 @@ const (
 	AccessDenied    = "access.denied"
 	AuthFailed      = "auth.failed"
 	Command         = "command"
+
+	// ConnectFailed is an allowed hop whose node could not be reached.
+	ConnectFailed = "connect.failed"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.
@@ -54,6 +57,14 @@ type Event struct {
 	Command    string `json:"command,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	Error      string `json:"error,omitempty"`
+
+	// ConnID names one SSH connection to the bastion; the sessions and
+	// refusals on it share it.
+	ConnID string `json:"conn_id,omitempty"`
+	// Node is the inventory node a target named; Rule the node rule that
+	// allowed a hop.
+	Node string `json:"node,omitempty"`
+	Rule string `json:"rule,omitempty"`
 
 	BytesIn    int64 `json:"bytes_in,omitempty"`  // client to target
 	BytesOut   int64 `json:"bytes_out,omitempty"` // target to client

@@ -125,14 +125,22 @@ type Bastion struct {
 	ClockSkew Duration `toml:"clock_skew"`
 	// ShutdownGrace is how long sessions may finish on shutdown. Default 30s.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// DialTimeout bounds connecting to a node. Default 10s.
+	DialTimeout Duration `toml:"dial_timeout"`
+	// HandshakeTimeout bounds the SSH handshake and authentication of a new
+	// connection. Default 30s.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// Nodes is an optional inventory of named nodes with labels.
 	Nodes []Node `toml:"node"`
 }
 
 // Node is one inventory entry.
 type Node struct {
-	Name   string            `toml:"name"`
-	Addr   string            `toml:"addr"`
+	// Name is what users ask for (ssh -J bastion NAME). Required, unique.
+	Name string `toml:"name"`
+	// Addr is the node's IP address or DNS name (no port). Required.
+	Addr string `toml:"addr"`
+	// Labels are matched by "label:KEY=VALUE" node rules.
 	Labels map[string]string `toml:"labels"`
 }
 
@@ -190,6 +198,8 @@ const (
 	DefaultLoginTimeout  = 10 * time.Minute
 	DefaultClockSkew     = 30 * time.Second
 	DefaultShutdownGrace = 30 * time.Second
+	DefaultDialTimeout   = 10 * time.Second
+	DefaultHandshake     = 30 * time.Second
 )
 
 // PermitExtensions are the standard OpenSSH permit-* extensions a role may
@@ -317,6 +327,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&b.AuditLog, filepath.Join(b.DataDir, "audit.log"))
 	setDurDefault(&b.ClockSkew, DefaultClockSkew)
 	setDurDefault(&b.ShutdownGrace, DefaultShutdownGrace)
+	setDurDefault(&b.DialTimeout, DefaultDialTimeout)
+	setDurDefault(&b.HandshakeTimeout, DefaultHandshake)
 
 	setDefault(&c.Storage.LocalDir, DefaultLocalDir)
 
@@ -396,6 +408,13 @@ func (c *Config) Validate() error {
 		names[n.Name] = true
 		if n.Addr == "" {
 			add(c.errAt(key+".addr", "required"))
+		} else if err := checkNodeAddr(n.Addr); err != nil {
+			add(c.errAt(key+".addr", "%v", err))
+		}
+		for k := range n.Labels {
+			if k == "" || strings.ContainsAny(k, "=: \t") {
+				add(c.errAt(key+".labels", "bad label key %q", k))
+			}
 		}
 	}
 
@@ -451,6 +470,25 @@ func checkHostPort(s string) error {
 	_ = host
 	if port == "" {
 		return fmt.Errorf("missing port in %q", s)
+	}
+	return nil
+}
+
+// checkNodeAddr accepts an IP address or a DNS name, without a port.
+func checkNodeAddr(s string) error {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return fmt.Errorf("address %q: zones are not supported", s)
+		}
+		return nil
+	}
+	if len(s) > 253 || strings.HasPrefix(s, "-") || strings.HasPrefix(s, ".") {
+		return fmt.Errorf("not an IP address or DNS name: %q", s)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Errorf("not an IP address or DNS name (no port, no brackets): %q", s)
+		}
 	}
 	return nil
 }
