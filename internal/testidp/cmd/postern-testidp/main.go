@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -25,6 +26,13 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "approve" {
+		if err := approve(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "postern-testidp: error: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var (
 		addr, usersFile, clientID, secretFile string
 		redirects                             listFlag
@@ -35,7 +43,7 @@ func main() {
 	flag.StringVar(&secretFile, "client-secret-file", "", "`file` holding the client secret (required)")
 	flag.Var(&redirects, "redirect-uri", "registered redirect `URL` (repeatable)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: postern-testidp --client-secret-file FILE [flags]\n\nA loopback-only OpenID Provider for tests and the demo.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: postern-testidp --client-secret-file FILE [flags]\n       postern-testidp approve --user NAME --password PW VERIFICATION_URI USER_CODE\n\nA loopback-only OpenID Provider for tests and the demo. approve plays the\nperson at a browser: it signs in and approves a device login.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -104,4 +112,28 @@ func loadUsers(path string) ([]testidp.User, error) {
 		users = append(users, testidp.User{Username: u.Username, Password: u.Password, Email: u.Email, Groups: u.Groups})
 	}
 	return users, nil
+}
+
+// approve signs in at the IdP's device page and approves a user code, for
+// machines without a browser (the demo on a headless host).
+func approve(args []string) error {
+	fs := flag.NewFlagSet("postern-testidp approve", flag.ContinueOnError)
+	user := fs.String("user", "alice", "user `name` to sign in as")
+	pass := fs.String("password", "", "the user's `password` (default: same as the name, as for the demo users)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return errors.New("usage: postern-testidp approve [--user NAME] [--password PW] VERIFICATION_URI USER_CODE")
+	}
+	if *pass == "" {
+		*pass = *user
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := testidp.ApproveDevice(ctx, fs.Arg(0), fs.Arg(1), *user, *pass); err != nil {
+		return err
+	}
+	fmt.Printf("approved %s for %s\n", fs.Arg(1), *user)
+	return nil
 }
