@@ -248,15 +248,16 @@ if [ "$DEMO_WAIT" = 0 ]; then
 fi
 
 REL=$(realpath --relative-to="$PWD" "$DEMO_DIR" 2>/dev/null || echo "$DEMO_DIR")
+B=$(realpath --relative-to="$PWD" "$BIN" 2>/dev/null || echo "$BIN")
 cat <<EOF
 
 postern demo is running ($MODE). Users: alice/alice (infra, dev), bob/bob (dev), carol/carol (none).
 
   0. an agent for this shell, if you have none:  eval "\$(ssh-agent)"
-  1. $BIN/postern login --signer $SIGNER_URL --signer-ca $REL/signer/tls.crt --device
+  1. $B/postern login --signer $SIGNER_URL --signer-ca $REL/signer/tls.crt --device
        (open the printed URL in a browser and sign in as alice/alice, or approve from another shell:
-        $BIN/postern-testidp approve --user alice URL CODE)
-  2. $BIN/postern config --install $REL/ssh_config
+        $B/postern-testidp approve --user alice URL CODE)
+  2. $B/postern config --install $REL/ssh_config
   3. ssh -F $REL/ssh_config -J postern-bastion $portopt node1 hostname
 
 Also try: ssh -F $REL/ssh_config postern-bastion whoami   |   ... nodes
