@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ type fixture struct {
 	rec    *record
 	login  string
 	node   *testenv.Node
-	remote bool // allow -R
+	remote atomic.Bool // allow -R
 	agent  *testenv.Agent
 }
 
@@ -77,7 +78,8 @@ func setup(t *testing.T, allowRemote bool) *fixture {
 	testenv.RequireBinary(t, "ssh")
 	userCA := newSigner(t)
 	hostCA := newSigner(t)
-	f := &fixture{rec: &record{}, remote: allowRemote}
+	f := &fixture{rec: &record{}}
+	f.remote.Store(allowRemote)
 	f.node = testenv.StartNode(t, testenv.NodeOptions{
 		Name:   "node1",
 		UserCA: ssh.MarshalAuthorizedKey(userCA.PublicKey()),
@@ -144,7 +146,7 @@ func setup(t *testing.T, allowRemote bool) *fixture {
 				r := &Relay{Client: sc, ClientChans: chans, ClientReqs: reqs, Node: cc, NodeChans: nchans, NodeReqs: nreqs,
 					Policy: Policy{
 						LocalForward:  func(string, uint32) bool { return true },
-						RemoteForward: func(string, uint32) bool { return f.remote },
+						RemoteForward: func(string, uint32) bool { return f.remote.Load() },
 					},
 					Observer: Observer{
 						Session: func(int) SessionObserver { return sessObs{f.rec} },
@@ -312,7 +314,7 @@ func TestRemoteForward(t *testing.T) {
 	}
 
 	// With the policy saying no, ssh is told the forward failed.
-	f.remote = false
+	f.remote.Store(false)
 	_, errOut, code := f.ssh(t, "", "-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("127.0.0.1:%d:%s", freePort(t), echo.Addr()), "relay", "true")
 	if code == 0 || !strings.Contains(errOut, "remote port forwarding failed") {
 		t.Fatalf("refused -R: code %d err %q", code, errOut)
