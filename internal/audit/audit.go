@@ -27,6 +27,11 @@ const (
 
 	// ConnectFailed is an allowed hop whose node could not be reached.
 	ConnectFailed = "connect.failed"
+
+	// CertRevoked is a revocation added to the signer's revocation list;
+	// CertUnrevoked one removed from it.
+	CertRevoked   = "cert.revoked"
+	CertUnrevoked = "cert.unrevoked"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.

@@ -66,6 +66,14 @@ type Signer struct {
 	HostPatterns []string `toml:"host_patterns"`
 	// LoginTimeout bounds how long a started login may take. Default 10m.
 	LoginTimeout Duration `toml:"login_timeout"`
+	// RevocationFile is the revocation list (JSON), written by
+	// `postern-signer revoke` and POST /v1/revoke and published as a KRL.
+	// Default DataDir/revocations.json.
+	RevocationFile string `toml:"revocation_file"`
+	// AdminTokenFile holds admin tokens, one per line (# comments), that
+	// allow POST /v1/revoke. Empty disables the API (the revoke command
+	// still works for operators). Re-read on every request.
+	AdminTokenFile string `toml:"admin_token_file"`
 
 	OIDC OIDC `toml:"oidc"`
 }
@@ -155,6 +163,22 @@ type Storage struct {
 	// LocalDir is used when S3Bucket is empty. Default
 	// "/var/lib/postern/recordings".
 	LocalDir string `toml:"local_dir"`
+
+	// S3Profile and S3CredentialsFile pick a profile and a shared
+	// credentials file (AWS format) for the SDK's standard credential
+	// chain. Empty: the SDK's defaults (environment, ~/.aws, instance or
+	// pod role). Keys never go in this file.
+	S3Profile         string `toml:"s3_profile"`
+	S3CredentialsFile string `toml:"s3_credentials_file"`
+	// UploadMinBackoff and UploadMaxBackoff bound the wait between upload
+	// retries (doubling, with jitter). Defaults 1s and 5m.
+	UploadMinBackoff Duration `toml:"upload_min_backoff"`
+	UploadMaxBackoff Duration `toml:"upload_max_backoff"`
+	// UploadTimeout bounds one upload attempt. Default 10m.
+	UploadTimeout Duration `toml:"upload_timeout"`
+	// SpoolSyncInterval bounds how long spooled bytes wait for an fsync.
+	// Default 1s.
+	SpoolSyncInterval Duration `toml:"spool_sync_interval"`
 }
 
 // Role grants logins and node access to people in some IdP groups.
@@ -298,6 +322,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.UserCAKey, filepath.Join(s.DataDir, "user_ca"))
 	setDefault(&s.HostCAKey, filepath.Join(s.DataDir, "host_ca"))
 	setDefault(&s.AuditLog, filepath.Join(s.DataDir, "audit.log"))
+	setDefault(&s.RevocationFile, filepath.Join(s.DataDir, "revocations.json"))
 	setDurDefault(&s.HostCertTTL, DefaultHostCertTTL)
 	setDurDefault(&s.LoginTimeout, DefaultLoginTimeout)
 	o := &s.OIDC
@@ -331,6 +356,7 @@ func (c *Config) applyDefaults() {
 	setDurDefault(&b.HandshakeTimeout, DefaultHandshake)
 
 	setDefault(&c.Storage.LocalDir, DefaultLocalDir)
+	c.Storage.applyDefaults()
 
 	for i := range c.Roles {
 		r := &c.Roles[i]
@@ -417,6 +443,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+
+	c.validateStorage(add)
 
 	roles := map[string]bool{}
 	for i, r := range c.Roles {

@@ -1,0 +1,123 @@
+// Command postern-bastion is postern's SSH bastion: the sole entry point
+// for ssh -J. It accepts only user certificates from the user CA, authorises
+// every hop by role, forwards to nodes and writes the audit log.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/postern-dev/postern/bastion/server"
+	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/internal/version"
+)
+
+const usage = `postern-bastion is the SSH entry point: ssh -J BASTION NODE.
+
+Usage:
+  postern-bastion --config FILE                serve (the [bastion] section and the roles)
+  postern-bastion check-config --config FILE   validate the configuration, keys and certificate
+  postern-bastion --version
+
+Flags:
+  --config FILE      the shared postern configuration file
+  --log-level LEVEL  debug, info, warn or error (default info)
+
+Documentation: docs/bastion.md and docs/roles.md in the source tree.
+`
+
+func main() {
+	if err := cli(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "postern-bastion: error: %v\n", err)
+		var h hinted
+		if errors.As(err, &h) {
+			fmt.Fprintf(os.Stderr, "postern-bastion: hint: %s\n", h.hint)
+		}
+		os.Exit(1)
+	}
+}
+
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Unwrap() error { return h.error }
+
+func cli(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "help" {
+		args[0] = "--help"
+	}
+	check := len(args) > 0 && args[0] == "check-config"
+	if check {
+		args = args[1:]
+	} else if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		return hinted{fmt.Errorf("unknown command %q", args[0]), "run postern-bastion --help"}
+	}
+	fs := flag.NewFlagSet("postern-bastion", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, below
+	fs.Usage = func() {}
+	cfgPath := fs.String("config", "", "configuration `FILE`")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		return hinted{err, "run postern-bastion --help"}
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "postern-bastion", version.Version)
+		return nil
+	}
+	if *cfgPath == "" {
+		return hinted{errors.New("no configuration file given"), "postern-bastion --config /etc/postern/postern.toml"}
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if check {
+		return server.CheckConfig(cfg, stdout)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return hinted{fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error"}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log)
+}
+
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	b := cfg.Bastion
+	if err := os.MkdirAll(b.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	aw, err := audit.Open(b.AuditLog, "bastion", b.ID)
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	srv, err := server.New(cfg, server.Options{Logger: log, Audit: aw})
+	if err != nil {
+		return hinted{err, "check [bastion] user_ca, host_key and host_cert; postern-bastion check-config --config FILE"}
+	}
+	ln, err := net.Listen("tcp", b.Listen)
+	if err != nil {
+		return hinted{fmt.Errorf("listen: %w", err), "change [bastion] listen or stop what uses the port"}
+	}
+	log.Info("bastion listening", "addr", ln.Addr().String(), "id", b.ID, "version", version.Version)
+	return srv.Serve(ctx, ln)
+}

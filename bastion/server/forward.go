@@ -1,0 +1,222 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern-dev/postern/bastion/authz"
+	"github.com/postern-dev/postern/internal/audit"
+)
+
+// directTCPIP is the payload of a direct-tcpip channel open (RFC 4254 7.2).
+type directTCPIP struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+// handleDirectTCPIP authorises and forwards one hop (ssh -J, ssh -W, -L).
+func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gliderssh.Context) {
+	st := stateOf(ctx)
+	p := st.identity(conn)
+	if p == nil {
+		nc.Reject(ssh.Prohibited, "not authenticated")
+		return
+	}
+	var req directTCPIP
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	if !st.beginChannel() {
+		nc.Reject(ssh.ConnectionFailed, "postern: the bastion is shutting down")
+		return
+	}
+	defer st.endChannel()
+	sid := newID()
+	log := st.log.With("session_id", sid, "person", p.id.KeyID)
+
+	dec, err := s.policy.Decide(ctx, p.id.Roles, req.Host, req.Port)
+	if err != nil {
+		var den *authz.Denial
+		if !errors.As(err, &den) {
+			den = &authz.Denial{Err: authz.ErrNotAllowed, Target: "?", Detail: err.Error()}
+		}
+		e := st.baseEvent(audit.AccessDenied, p)
+		e.SessionID, e.Method, e.Target = sid, "direct-tcpip", den.Target
+		e.Reason, e.Error = den.Err.Error(), den.Detail
+		log.Warn("hop refused", "target", den.Target, "reason", den.Err.Error(), "detail", den.Detail)
+		s.emit(ctx, e)
+		nc.Reject(ssh.Prohibited, den.UserMessage())
+		return
+	}
+	target := dec.Target.String()
+	log = log.With("target", target)
+
+	tcp, err := s.dial(ctx, dec)
+	if err != nil {
+		e := st.baseEvent(audit.ConnectFailed, p)
+		e.SessionID, e.Method, e.Target, e.Node, e.Rule = sid, "direct-tcpip", target, dec.Node, dec.Rule
+		e.Error = err.Error()
+		log.Warn("connect to node failed", "err", err)
+		s.emit(ctx, e)
+		nc.Reject(ssh.ConnectionFailed, "postern: cannot connect to "+target)
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		tcp.Close()
+		log.Warn("accept channel", "err", err)
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+
+	start := s.now()
+	e := st.baseEvent(audit.SessionStart, p)
+	e.SessionID, e.Method, e.Target, e.Node, e.Rule = sid, "direct-tcpip", target, dec.Node, dec.Rule
+	e.Resolved = tcp.RemoteAddr().String()
+	log.Info("session start", "resolved", e.Resolved, "rule", dec.Rule)
+	s.emit(ctx, e)
+
+	in, out, reason := s.splice(ctx, ch, tcp)
+
+	dur := s.now().Sub(start)
+	e.Event, e.Time = audit.SessionEnd, time.Time{}
+	e.BytesIn, e.BytesOut, e.DurationMS, e.Reason = in, out, dur.Milliseconds(), reason
+	log.Info("session end", "bytes_in", in, "bytes_out", out, "duration", dur.Round(time.Millisecond).String(), "reason", reason)
+	s.emit(context.WithoutCancel(ctx), e)
+}
+
+// dial connects to the first reachable checked address.
+func (s *Server) dial(ctx context.Context, dec authz.Decision) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout.Duration, KeepAlive: 30 * time.Second}
+	var errs []error
+	for _, a := range dec.Addrs {
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, dec.Target.Port).String())
+		if err == nil {
+			return c.(*net.TCPConn), nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Close reasons of a forwarded session.
+const (
+	ReasonClientClosed = "client closed"
+	ReasonNodeClosed   = "node closed"
+	ReasonDisconnected = "client disconnected"
+	ReasonShutdown     = "shutdown"
+)
+
+// splice copies bytes both ways with half-close until both directions are
+// done or the connection ends. It returns bytes client→node, node→client
+// and why the session ended.
+func (s *Server) splice(ctx context.Context, ch ssh.Channel, tcp *net.TCPConn) (in, out int64, reason string) {
+	type result struct {
+		n        int64
+		err      error
+		toNode   bool
+		finished time.Time
+	}
+	res := make(chan result, 2)
+	go func() {
+		n, err := copyBuffered(tcp, ch)
+		tcp.CloseWrite()
+		res <- result{n: n, err: err, toNode: true}
+	}()
+	go func() {
+		n, err := copyBuffered(ch, tcp)
+		ch.CloseWrite()
+		res <- result{n: n, err: err}
+	}()
+	// The SSH connection ending (client gone, shutdown) must unblock a
+	// copy waiting on a quiet node.
+	stop := make(chan struct{})
+	defer close(stop)
+	var cut bool
+	var cutMu sync.Mutex
+	go func() {
+		select {
+		case <-ctx.Done():
+			cutMu.Lock()
+			cut = true
+			cutMu.Unlock()
+			tcp.Close()
+			ch.Close()
+		case <-stop:
+		}
+	}()
+	first := <-res
+	if first.err != nil {
+		// A broken direction ends the session.
+		tcp.Close()
+		ch.Close()
+	}
+	second := <-res
+	tcp.Close()
+	ch.Close()
+	for _, r := range []result{first, second} {
+		if r.toNode {
+			in = r.n
+		} else {
+			out = r.n
+		}
+	}
+	cutMu.Lock()
+	wasCut := cut
+	cutMu.Unlock()
+	switch {
+	case s.forced.Load():
+		reason = ReasonShutdown
+	case wasCut:
+		reason = ReasonDisconnected
+	case first.err != nil:
+		reason = "error: " + first.err.Error()
+	case first.toNode:
+		reason = ReasonClientClosed
+	default:
+		reason = ReasonNodeClosed
+	}
+	return in, out, reason
+}
+
+// bufPool holds copy buffers: 32 KiB is the SSH maximum packet payload.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBuffered is io.Copy with pooled buffers and without the
+// ReaderFrom/WriterTo detours. A read ending in EOF is a clean finish.
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
