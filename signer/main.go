@@ -35,10 +35,16 @@ Usage:
                                           sign a host key (writes NAME-cert.pub next to FILE)
   postern-signer check-config --config FILE
                                           validate the configuration and exit
+  postern-signer revoke --config FILE (--key-id ID | --serial N | --key FILE) --reason TEXT [--undo]
+                                          revoke a person, a certificate or a key (or undo it)
+  postern-signer revoke --config FILE --list
+                                          print the revocation list
+  postern-signer krl --config FILE --out FILE
+                                          write the OpenSSH KRL for sshd's RevokedKeys
   postern-signer --version
 
 Run "postern-signer COMMAND --help" for a command's flags.
-Documentation: docs/config.md, docs/login.md in the source tree.
+Documentation: docs/config.md, docs/login.md, docs/revocation.md in the source tree.
 `
 
 func main() {
@@ -68,6 +74,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return cmdHostCert(args[1:], stdout)
 		case "check-config":
 			return cmdCheck(args[1:], stdout)
+		case "revoke":
+			return cmdRevoke(args[1:], stdout)
+		case "krl":
+			return cmdKRL(args[1:], stdout)
 		case "serve":
 			args = args[1:]
 		case "help":
@@ -188,6 +198,7 @@ data_dir = %q
 # url = "https://signer.example.com"   # public URL; default https://<listen>
 # tls_cert = "/etc/postern/tls.crt"      # empty: a self-signed development certificate
 # tls_key = "/etc/postern/tls.key"
+# admin_token_file = "/etc/postern/admin-tokens"   # enables POST /v1/revoke (docs/revocation.md)
 
 [signer.oidc]
 %s

@@ -1,13 +1,34 @@
 package api
 
+import "time"
+
 // Paths served by the signer.
 const (
-	PathCA         = "/v1/ca"
-	PathLoginStart = "/v1/login/start"
-	PathLoginPoll  = "/v1/login/poll"
-	PathCallback   = "/v1/login/callback"
-	PathHostCert   = "/v1/host-cert"
-	PathHealth     = "/healthz"
+	PathCA          = "/v1/ca"
+	PathLoginStart  = "/v1/login/start"
+	PathLoginPoll   = "/v1/login/poll"
+	PathCallback    = "/v1/login/callback"
+	PathHostCert    = "/v1/host-cert"
+	PathHealth      = "/healthz"
+	PathRevoke      = "/v1/revoke"
+	PathKRL         = "/v1/krl"
+	PathRevocations = "/v1/revocations"
+)
+
+// HeaderKRLGeneration carries the revocation list's generation on
+// GET /v1/krl and GET /v1/revocations. It only grows; a reader that sees a
+// smaller one than it already has is talking to a stale signer.
+const HeaderKRLGeneration = "X-Postern-KRL-Generation"
+
+// Revocation kinds.
+const (
+	// RevokeSerial revokes one certificate of a CA by serial number.
+	RevokeSerial = "serial"
+	// RevokeKeyID revokes every certificate of a CA with a key ID, that is
+	// the person: those alive now and any issued later, until undone.
+	RevokeKeyID = "key_id"
+	// RevokeKey revokes a plain public key and every certificate for it.
+	RevokeKey = "key"
 )
 
 // Login modes.
@@ -111,4 +132,58 @@ type HostCertResponse struct {
 type Error struct {
 	Error string `json:"error"`
 	Hint  string `json:"hint,omitempty"`
+}
+
+// RevokeRequest is the body of POST /v1/revoke; an admin token goes in the
+// Authorization header as a bearer token. Exactly one of KeyID, Serial and
+// PublicKey is set.
+type RevokeRequest struct {
+	KeyID string `json:"key_id,omitempty"`
+	// Serial of a certificate issued by the signer's user CA.
+	Serial uint64 `json:"serial,omitempty"`
+	// PublicKey in authorized_keys format (a plain key, not a certificate).
+	PublicKey string `json:"public_key,omitempty"`
+	// Reason is required: it goes to the revocation list and the audit log.
+	Reason string `json:"reason"`
+	// Undo removes the revocation instead (e.g. a person who returns).
+	Undo bool `json:"undo,omitempty"`
+}
+
+// RevokeResponse reports the list after a revoke request.
+type RevokeResponse struct {
+	// Generation of the list after the request.
+	Generation uint64 `json:"generation"`
+	// Changed is false when the target was already revoked (or, with Undo,
+	// was not revoked); the list is then unchanged.
+	Changed bool `json:"changed"`
+	// Revocation is the entry added, found or removed.
+	Revocation Revocation `json:"revocation"`
+}
+
+// RevocationList is returned by GET /v1/revocations.
+type RevocationList struct {
+	// Generation grows with every change; it is also the KRL's version.
+	Generation uint64 `json:"generation"`
+	// Updated is the time of the last change (zero for an empty list).
+	Updated     time.Time    `json:"updated"`
+	Revocations []Revocation `json:"revocations"`
+}
+
+// Revocation is one entry of the list.
+type Revocation struct {
+	// Kind is RevokeSerial, RevokeKeyID or RevokeKey.
+	Kind string `json:"kind"`
+	// CA is the issuing CA's public key (authorized_keys format) for
+	// RevokeSerial and RevokeKeyID.
+	CA     string `json:"ca,omitempty"`
+	Serial uint64 `json:"serial,omitempty"`
+	KeyID  string `json:"key_id,omitempty"`
+	// PublicKey (authorized_keys format) and KeyFP (SHA256:…) for RevokeKey.
+	PublicKey string `json:"public_key,omitempty"`
+	KeyFP     string `json:"key_fp,omitempty"`
+	// Time the revocation was made.
+	Time time.Time `json:"time"`
+	// Reason and By (who revoked) are shown to admins only.
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
 }

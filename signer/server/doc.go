@@ -1,6 +1,7 @@
 // Package server is the signer's HTTPS API: CA public keys, logins (with
-// the login package), user certificates (policy + ca) and host
-// certificates against join tokens.
+// the login package), user certificates (policy + ca), host certificates
+// against join tokens, and the revocation list (POST /v1/revoke for admins,
+// GET /v1/krl and GET /v1/revocations for nodes and bastions).
 //
 // # Invariants
 //
@@ -11,4 +12,11 @@
 //     each request, so a removed token stops working at once.
 //   - The API issues host certificates only for names covered by
 //     host_patterns (empty: none).
+//   - No certificate is issued for a revoked key ID or key, and none when
+//     the revocation list cannot be read (fail closed).
+//   - The revocation list is re-read whenever its file changed (checked on
+//     every request), so `postern-signer revoke` takes effect at once.
+//   - Admin tokens (admin_token_file) are compared like join tokens; the
+//     public revocation views leave out reasons and who revoked.
+//   - The signer refuses to revoke its own CA keys.
 package server

@@ -29,6 +29,7 @@ import (
 	"github.com/postern-dev/postern/signer/ca"
 	"github.com/postern-dev/postern/signer/login"
 	"github.com/postern-dev/postern/signer/policy"
+	"github.com/postern-dev/postern/signer/revocation"
 )
 
 // maxBody bounds request bodies.
@@ -42,6 +43,9 @@ type Options struct {
 	IdPClient *http.Client
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Revocations stores the revocation list (nil: a file store at the
+	// config's signer.revocation_file).
+	Revocations revocation.Store
 }
 
 // Server is the signer's HTTP API.
@@ -53,6 +57,7 @@ type Server struct {
 	log    *slog.Logger
 	audit  audit.Emitter
 	now    func() time.Time
+	revs   *revocation.Cache
 }
 
 // New loads the CA keys and the OIDC client secret named in cfg.
@@ -67,6 +72,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, errors.New("signer server needs an audit emitter")
 	}
 	s := &Server{cfg: cfg, log: opts.Logger, audit: opts.Audit, now: opts.Now}
+	if opts.Revocations == nil {
+		opts.Revocations = &revocation.FileStore{Path: cfg.Signer.RevocationFile}
+	}
+	s.revs = &revocation.Cache{Store: opts.Revocations}
 	var err error
 	if s.userCA, err = ca.Load(cfg.Signer.UserCAKey); err != nil {
 		return nil, fmt.Errorf("load user CA: %w", err)
@@ -108,6 +117,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathLoginPoll, s.handleLoginPoll)
 	mux.HandleFunc("GET "+api.PathCallback, s.handleCallback)
 	mux.HandleFunc("POST "+api.PathHostCert, s.handleHostCert)
+	mux.HandleFunc("POST "+api.PathRevoke, s.handleRevoke)
+	mux.HandleFunc("GET "+api.PathKRL, s.handleKRL)
+	mux.HandleFunc("GET "+api.PathRevocations, s.handleRevocations)
 	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	return mux
 }
@@ -271,6 +283,11 @@ func (noRoleError) Hint() string {
 func (s *Server) issueUser(ctx context.Context, l *login.Login, c login.Claims) (string, error) {
 	ev := audit.Event{Person: c.Username, Groups: c.Groups, ClientAddr: l.ClientAddr, LoginID: l.ID,
 		Method: l.Mode, KeyFP: sshcert.Fingerprint(l.PublicKey)}
+	if err := s.checkNotRevoked(ctx, c.Username, l.PublicKey); err != nil {
+		ev.Event, ev.Reason = audit.CertRefused, err.Error()
+		s.emit(ctx, ev)
+		return "", err
+	}
 	g, err := policy.Decide(s.cfg.Roles, c.Groups)
 	if err != nil {
 		ev.Event, ev.Reason = audit.CertRefused, err.Error()
@@ -362,30 +379,39 @@ func (s *Server) handleHostCert(w http.ResponseWriter, r *http.Request) {
 // validJoinToken compares against every token in the join token file,
 // re-read on each request so tokens can be rotated without a restart.
 func (s *Server) validJoinToken(token string) bool {
-	path := s.cfg.Signer.JoinTokenFile
+	_, ok := s.matchToken("join token file", s.cfg.Signer.JoinTokenFile, token)
+	return ok
+}
+
+// matchToken compares token in constant time against every token in the
+// file at path (one per line, # comments) and returns the 1-based number of
+// the matching token. The file is re-read on each call, so a removed token
+// stops working at once. An empty path or token matches nothing.
+func (s *Server) matchToken(what, path, token string) (int, bool) {
 	if path == "" || token == "" {
-		return false
+		return 0, false
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		s.log.Error("read join token file", "err", err)
-		return false
+		s.log.Error("read "+what, "err", err)
+		return 0, false
 	}
 	defer f.Close()
 	want := sha256.Sum256([]byte(token))
-	ok := false
+	n, match := 0, 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		n++
 		h := sha256.Sum256([]byte(line))
-		if subtle.ConstantTimeCompare(h[:], want[:]) == 1 {
-			ok = true
+		if subtle.ConstantTimeCompare(h[:], want[:]) == 1 && match == 0 {
+			match = n
 		}
 	}
-	return ok
+	return match, match != 0
 }
 
 // HostsAllowed checks every requested host against patterns (globs and

@@ -102,11 +102,15 @@ func startSigner(t *testing.T, issuer string, ln net.Listener) (*env, *testidp.I
 	if err := os.WriteFile(filepath.Join(dir, "join"), []byte("# nodes\njoin-token-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "admin"), []byte("# admins\nadmin-token-1\nadmin-token-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	text := `
 [signer]
 listen = "` + ln.Addr().String() + `"
 data_dir = "` + dir + `"
 join_token_file = "` + filepath.Join(dir, "join") + `"
+admin_token_file = "` + filepath.Join(dir, "admin") + `"
 host_patterns = ["*.internal", "10.0.0.0/8"]
 [signer.oidc]
 issuer = "` + issuer + `"
