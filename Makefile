@@ -20,7 +20,8 @@ BINARIES := \
 # OS packages the tests and the demo drive (binary:package).
 PREREQS := ssh:openssh-client ssh-agent:openssh-client ssh-keygen:openssh-client \
 	sftp:openssh-client scp:openssh-client sshd:openssh-server ip:iproute2 \
-	useradd:passwd flock:util-linux unshare:util-linux
+	useradd:passwd flock:util-linux unshare:util-linux \
+	dpkg-deb:dpkg rpm:rpm systemd-analyze:systemd
 
 .PHONY: help
 help: ## show this help
@@ -71,6 +72,10 @@ lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+.PHONY: package
+package: ## build the .deb and .rpm packages (amd64, arm64) into dist/ with nfpm
+	cd packaging/mkpkg && $(GO) run . -src $(CURDIR) -out $(CURDIR)/dist -version $(VERSION) -arch amd64,arm64 -formats deb,rpm
 
 .PHONY: demo
 demo: prereqs build ## run the whole flow locally: test IdP, signer, bastion, two sshd nodes (Ctrl-C stops it)
