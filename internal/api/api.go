@@ -187,3 +187,44 @@ type Revocation struct {
 	Reason string `json:"reason,omitempty"`
 	By     string `json:"by,omitempty"`
 }
+
+// Paths a bastion calls, authenticated with internal/bastionauth.
+const (
+	PathDelegate     = "/v1/bastion/delegate"
+	PathNodeHostCert = "/v1/bastion/host-cert"
+)
+
+// DelegateRequest asks for a short certificate that lets the bastion log
+// in to a node as the person (recording mode). The envelope fields of
+// internal/bastionauth are embedded by the caller's JSON.
+type DelegateRequest struct {
+	BastionCert string `json:"bastion_cert"`
+	Timestamp   int64  `json:"timestamp"`
+	Nonce       string `json:"nonce"`
+	// PersonCert is the person's user certificate the bastion just
+	// authenticated (authorized_keys line).
+	PersonCert string `json:"person_cert"`
+	// Login is the one Unix account asked for.
+	Login string `json:"login"`
+	// Node names the node, for the audit log.
+	Node string `json:"node"`
+	// PublicKey is the bastion's key for this connection.
+	PublicKey string `json:"public_key"`
+	// SessionID ties the issuance to the bastion's session.
+	SessionID string `json:"session_id,omitempty"`
+}
+
+// NodeHostCertRequest asks for a host certificate for node names, which
+// the bastion presents to clients in recording mode.
+type NodeHostCertRequest struct {
+	BastionCert string   `json:"bastion_cert"`
+	Timestamp   int64    `json:"timestamp"`
+	Nonce       string   `json:"nonce"`
+	PublicKey   string   `json:"public_key"`
+	Hosts       []string `json:"hosts"`
+}
+
+// CertResponse carries one certificate.
+type CertResponse struct {
+	Certificate string `json:"certificate"`
+}

@@ -30,7 +30,10 @@ const (
 
 	// CertRevoked is a revocation added to the signer's revocation list;
 	// CertUnrevoked one removed from it.
-	CertRevoked   = "cert.revoked"
+	CertRevoked = "cert.revoked"
+	// CertDelegated is a short certificate a bastion got to log in to a
+	// node as the person (recording mode).
+	CertDelegated = "cert.delegated"
 	CertUnrevoked = "cert.unrevoked"
 )
 

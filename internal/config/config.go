@@ -74,6 +74,15 @@ type Signer struct {
 	// allow POST /v1/revoke. Empty disables the API (the revoke command
 	// still works for operators). Re-read on every request.
 	AdminTokenFile string `toml:"admin_token_file"`
+	// Bastions are the host-certificate principals of the bastions allowed
+	// to ask for delegated certificates and node host certificates
+	// (recording mode). Empty: none. Default ["postern-bastion"].
+	Bastions []string `toml:"bastions"`
+	// DelegatedTTL is the validity of a delegated certificate. Default 1m.
+	DelegatedTTL Duration `toml:"delegated_ttl"`
+	// NodeHostCertTTL is the validity of host certificates a bastion gets
+	// for node names. Default 24h.
+	NodeHostCertTTL Duration `toml:"node_host_cert_ttl"`
 
 	OIDC OIDC `toml:"oidc"`
 }
@@ -211,19 +220,21 @@ type Role struct {
 
 // Defaults for values that are not set.
 const (
-	DefaultSignerListen  = "127.0.0.1:3080"
-	DefaultSignerDataDir = "/var/lib/postern/signer"
-	DefaultBastionListen = "127.0.0.1:2222"
-	DefaultBastionDir    = "/var/lib/postern/bastion"
-	DefaultBastionName   = "postern-bastion"
-	DefaultLocalDir      = "/var/lib/postern/recordings"
-	DefaultMaxTTL        = 8 * time.Hour
-	DefaultHostCertTTL   = 30 * 24 * time.Hour
-	DefaultLoginTimeout  = 10 * time.Minute
-	DefaultClockSkew     = 30 * time.Second
-	DefaultShutdownGrace = 30 * time.Second
-	DefaultDialTimeout   = 10 * time.Second
-	DefaultHandshake     = 30 * time.Second
+	DefaultSignerListen    = "127.0.0.1:3080"
+	DefaultSignerDataDir   = "/var/lib/postern/signer"
+	DefaultBastionListen   = "127.0.0.1:2222"
+	DefaultBastionDir      = "/var/lib/postern/bastion"
+	DefaultBastionName     = "postern-bastion"
+	DefaultLocalDir        = "/var/lib/postern/recordings"
+	DefaultMaxTTL          = 8 * time.Hour
+	DefaultHostCertTTL     = 30 * 24 * time.Hour
+	DefaultLoginTimeout    = 10 * time.Minute
+	DefaultClockSkew       = 30 * time.Second
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultDelegatedTTL    = time.Minute
+	DefaultNodeHostCertTTL = 24 * time.Hour
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultHandshake       = 30 * time.Second
 )
 
 // PermitExtensions are the standard OpenSSH permit-* extensions a role may
@@ -323,6 +334,11 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.HostCAKey, filepath.Join(s.DataDir, "host_ca"))
 	setDefault(&s.AuditLog, filepath.Join(s.DataDir, "audit.log"))
 	setDefault(&s.RevocationFile, filepath.Join(s.DataDir, "revocations.json"))
+	if s.Bastions == nil {
+		s.Bastions = []string{DefaultBastionName}
+	}
+	setDurDefault(&s.DelegatedTTL, DefaultDelegatedTTL)
+	setDurDefault(&s.NodeHostCertTTL, DefaultNodeHostCertTTL)
 	setDurDefault(&s.HostCertTTL, DefaultHostCertTTL)
 	setDurDefault(&s.LoginTimeout, DefaultLoginTimeout)
 	o := &s.OIDC

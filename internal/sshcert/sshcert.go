@@ -17,6 +17,9 @@ const (
 	ExtRoles = "roles@postern"
 	// ExtGroups names the person's IdP groups at login.
 	ExtGroups = "groups@postern"
+	// ExtViaBastion marks a delegated certificate: the bastion that asked
+	// for it, so a node's sshd log and the audit can tell it apart.
+	ExtViaBastion = "via-bastion@postern"
 )
 
 // Critical options.

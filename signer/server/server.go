@@ -23,6 +23,7 @@ import (
 
 	"github.com/postern-dev/postern/internal/api"
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/bastionauth"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/sshcert"
 	"github.com/postern-dev/postern/internal/version"
@@ -58,6 +59,8 @@ type Server struct {
 	audit  audit.Emitter
 	now    func() time.Time
 	revs   *revocation.Cache
+	// bastions authenticates bastions' signed requests.
+	bastions *bastionauth.Verifier
 }
 
 // New loads the CA keys and the OIDC client secret named in cfg.
@@ -84,6 +87,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("load host CA: %w", err)
 	}
 	s.userCA.Now, s.hostCA.Now = opts.Now, opts.Now
+	s.bastions = &bastionauth.Verifier{
+		HostCA:     func() []ssh.PublicKey { return []ssh.PublicKey{s.hostCA.PublicKey()} },
+		Principals: func() []string { return cfg.Signer.Bastions },
+		Now:        opts.Now,
+	}
 	o := cfg.Signer.OIDC
 	if o.Issuer != "" {
 		secret, err := os.ReadFile(o.ClientSecretFile)
@@ -120,6 +128,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathRevoke, s.handleRevoke)
 	mux.HandleFunc("GET "+api.PathKRL, s.handleKRL)
 	mux.HandleFunc("GET "+api.PathRevocations, s.handleRevocations)
+	mux.HandleFunc("POST "+api.PathDelegate, s.handleDelegate)
+	mux.HandleFunc("POST "+api.PathNodeHostCert, s.handleNodeHostCert)
 	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	return mux
 }
