@@ -50,8 +50,19 @@ prereqs: ## install missing OS packages (OpenSSH client and server, iproute2) wi
 	fi
 	@mkdir -p /run/sshd 2>/dev/null || true
 
+KUBE_BUILD := internal/kubetest/build
+
+.PHONY: kube-bins
+kube-bins: ## build kube-apiserver, etcd and kubectl for the Kubernetes tests (cached; 10-15 min the first time)
+	@GO=$(GO) bash $(KUBE_BUILD)/build.sh >/dev/null
+
+.PHONY: kube-pin
+kube-pin: ## repin the Kubernetes test binaries: make kube-pin KUBE_VERSION=v1.N.M (then update kubetest.Version)
+	@test -n "$(KUBE_VERSION)" || { echo "make: error: set KUBE_VERSION=v1.N.M"; exit 1; }
+	cd $(KUBE_BUILD) && ./update.sh $(KUBE_VERSION)
+
 .PHONY: test
-test: prereqs build ## install what is missing, then run every test (unit, fuzz seeds, end to end)
+test: prereqs build kube-bins ## install what is missing, then run every test (unit, fuzz seeds, end to end)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 45m ./...
 
