@@ -26,6 +26,7 @@ const usage = `postern-bastion is the SSH entry point: ssh -J BASTION NODE.
 Usage:
   postern-bastion --config FILE                serve (the [bastion] section and the roles)
   postern-bastion check-config --config FILE   validate the configuration, keys and certificate
+  postern-bastion audit verify|search|pubkey …  check and search audit logs (audit help)
   postern-bastion --version
 
 Flags:
@@ -56,6 +57,9 @@ func (h hinted) Unwrap() error { return h.error }
 func cli(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "help" {
 		args[0] = "--help"
+	}
+	if len(args) > 0 && args[0] == "audit" {
+		return auditCmd(args[1:], stdout, stderr)
 	}
 	check := len(args) > 0 && args[0] == "check-config"
 	if check {
@@ -105,7 +109,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(b.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	aw, err := audit.Open(b.AuditLog, "bastion", b.ID)
+	aw, err := audit.OpenFile(b.AuditLog, audit.Options{Writer: "bastion", WriterID: b.ID, KeyFile: auditKeyPath(cfg), Logger: log})
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,15 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 )
 
@@ -35,6 +38,28 @@ const (
 	// node as the person (recording mode).
 	CertDelegated = "cert.delegated"
 	CertUnrevoked = "cert.unrevoked"
+
+	// Exec is a command run without a terminal through a recorded session;
+	// SessionRecorded a recorded session (terminal or exec) that ended, with
+	// its recording; SFTP one SFTP file operation; Port one forwarded
+	// connection inside a recorded SSH connection.
+	Exec            = "exec"
+	SessionRecorded = "session.recorded"
+	SFTP            = "sftp"
+	Port            = "port"
+
+	// CheckpointEvent is a signed checkpoint of a writer's chain: its
+	// Checkpoint field holds the seq range, the running hash and the
+	// signature.
+	CheckpointEvent = "audit.checkpoint"
+	// Recovered records that a writer found an incomplete (torn) line at the
+	// end of the log, left by a write that a crash cut short; its Torn field
+	// names that line so a verifier can tell it from tampering.
+	Recovered = "audit.recovered"
+
+	// KubeRequest is one Kubernetes API request made through a forwarder
+	// (a watch or an upgraded exec/attach/port-forward is one, at its end).
+	KubeRequest = "kube.request"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.
@@ -43,7 +68,14 @@ type Event struct {
 	Event  string    `json:"event"`
 	Writer string    `json:"writer,omitempty"` // "signer", "bastion", …
 	// WriterID names the process instance (bastion id, signer host).
+	// Writer and WriterID together name the hash chain the event is in.
 	WriterID string `json:"writer_id,omitempty"`
+	// Seq numbers the writer's events from 1, without gaps, across
+	// restarts.
+	Seq uint64 `json:"seq,omitempty"`
+	// Prev is the hex SHA-256 of the exact bytes of the line (newline
+	// included) holding this writer's event Seq-1; empty for Seq 1.
+	Prev string `json:"prev,omitempty"`
 
 	Person     string   `json:"person,omitempty"` // KeyId / IdP user
 	Roles      []string `json:"roles,omitempty"`
@@ -74,10 +106,72 @@ type Event struct {
 	Node string `json:"node,omitempty"`
 	Rule string `json:"rule,omitempty"`
 
+	// Cluster, KubeUser, Verb … Status describe a kube.request: the
+	// cluster, the Kubernetes user acted as (groups in Groups), what the
+	// request did and the API server's HTTP status.
+	Cluster       string `json:"cluster,omitempty"`
+	KubeUser      string `json:"kube_user,omitempty"`
+	Verb          string `json:"verb,omitempty"`
+	APIGroup      string `json:"api_group,omitempty"`
+	Resource      string `json:"resource,omitempty"`
+	Subresource   string `json:"subresource,omitempty"`
+	KubeNamespace string `json:"namespace,omitempty"`
+	KubeName      string `json:"name,omitempty"`
+	Status        int    `json:"status,omitempty"`
+
 	BytesIn    int64 `json:"bytes_in,omitempty"`  // client to target
 	BytesOut   int64 `json:"bytes_out,omitempty"` // target to client
 	DurationMS int64 `json:"duration_ms,omitempty"`
 	ExitStatus *int  `json:"exit_status,omitempty"`
+
+	// Op is an SFTP operation (open, read, write, rename, …); Path the file
+	// it is about (for Port, the forwarded address); Path2 the second path
+	// of a rename or symlink.
+	Op    string `json:"op,omitempty"`
+	Path  string `json:"path,omitempty"`
+	Path2 string `json:"path2,omitempty"`
+	// Recording is the storage key of a session's recording; Truncated says
+	// output beyond the recording limit was counted, not stored.
+	Recording string `json:"recording,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+
+	// Checkpoint is set on CheckpointEvent events only.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// Torn is set on Recovered events only.
+	Torn *Torn `json:"torn,omitempty"`
+}
+
+// Checkpoint is the body of an audit.checkpoint event. The checkpoint event
+// is itself an event of the chain (it has its own Seq and Prev); it vouches
+// for every event of its writer up to seq To.
+type Checkpoint struct {
+	// From and To are the first and last seq this checkpoint is the first
+	// to vouch for; Count = To-From+1.
+	From  uint64 `json:"from"`
+	To    uint64 `json:"to"`
+	Count uint64 `json:"count"`
+	// Hash is the running hash: the hash of the line holding seq To, which
+	// by the chain commits to every earlier line. It equals the checkpoint
+	// event's Prev.
+	Hash string `json:"hash"`
+	// Reason is why it was written: "count", "interval", "close" or
+	// "request".
+	Reason string `json:"reason"`
+	// Key is the SHA256 fingerprint of the writer's audit public key, as
+	// ssh-keygen -l prints it.
+	Key string `json:"key"`
+	// Sig is the base64 Ed25519 signature of SignedMessage.
+	Sig string `json:"sig"`
+}
+
+// Torn describes an incomplete line a Recovered event accounts for.
+type Torn struct {
+	// Offset is the byte offset of the line in the file when it was found.
+	Offset int64 `json:"offset"`
+	// Length is its length without the newline the writer appended to end it.
+	Length int64 `json:"length"`
+	// SHA256 is the hex SHA-256 of those Length bytes.
+	SHA256 string `json:"sha256"`
 }
 
 // Emitter records events. Implementations must be safe for concurrent use.
@@ -85,75 +179,11 @@ type Emitter interface {
 	Emit(ctx context.Context, e Event) error
 }
 
-// Writer writes events as JSON lines.
-type Writer struct {
-	mu       sync.Mutex
-	w        io.Writer
-	closer   io.Closer
-	writer   string
-	writerID string
-	// Now is the clock; tests replace it.
-	Now func() time.Time
-}
-
-// NewWriter writes events to w, stamping them with the writer's component
-// name and instance id.
-func NewWriter(w io.Writer, writer, writerID string) *Writer {
-	return &Writer{w: w, writer: writer, writerID: writerID, Now: time.Now}
-}
-
-// Open appends to the file at path (created 0600), or writes to stdout when
-// path is "-".
-func Open(path, writer, writerID string) (*Writer, error) {
-	if path == "-" {
-		return NewWriter(os.Stdout, writer, writerID), nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
-	}
-	w := NewWriter(f, writer, writerID)
-	w.closer = f
-	return w, nil
-}
-
-// Emit writes e as one line.
-func (w *Writer) Emit(_ context.Context, e Event) error {
-	if e.Time.IsZero() {
-		e.Time = w.Now().UTC()
-	}
-	if e.Writer == "" {
-		e.Writer = w.writer
-	}
-	if e.WriterID == "" {
-		e.WriterID = w.writerID
-	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode audit event: %w", err)
-	}
-	b = append(b, '\n')
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, err := w.w.Write(b); err != nil {
-		return fmt.Errorf("write audit event: %w", err)
-	}
-	return nil
-}
-
-// Close flushes to stable storage and closes the file.
-func (w *Writer) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closer == nil {
-		return nil
-	}
-	if f, ok := w.closer.(*os.File); ok {
-		_ = f.Sync()
-	}
-	err := w.closer.Close()
-	w.closer = nil
-	return err
+// LineHash is the chain hash of a line: the hex SHA-256 of its bytes,
+// newline included. The next event of the same writer carries it as Prev.
+func LineHash(line []byte) string {
+	s := sha256.Sum256(line)
+	return hex.EncodeToString(s[:])
 }
 
 // ReadFile reads every event in a JSON-lines audit file.
@@ -166,22 +196,94 @@ func ReadFile(path string) ([]Event, error) {
 	return Read(f)
 }
 
-// Read decodes JSON-lines events from r.
+// maxLine is the longest line readers accept.
+const maxLine = 4 * 1024 * 1024
+
+// Read decodes JSON-lines events from r. An incomplete last line (a write in
+// progress, or one a crash cut short) is left out, and so are the torn lines
+// that audit.recovered events account for; any other line that is not an
+// event is an error naming its line number.
 func Read(r io.Reader) ([]Event, error) {
 	var out []Event
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		if len(sc.Bytes()) == 0 {
+	type bad struct {
+		n   int
+		sum string
+		err error
+	}
+	var bads []bad
+	claimed := map[string]bool{}
+	err := Scan(r, func(n int, line []byte, e *Event, err error) error {
+		if err != nil {
+			if len(bads) < 1000 {
+				bads = append(bads, bad{n, fragmentHash(line), err})
+			}
+			return nil
+		}
+		if e.Event == Recovered && e.Torn != nil {
+			claimed[e.Torn.SHA256] = true
+		}
+		out = append(out, *e)
+		return nil
+	})
+	for _, b := range bads {
+		if !claimed[b.sum] {
+			return out, fmt.Errorf("decode audit line %d: %w", b.n, b.err)
+		}
+	}
+	return out, err
+}
+
+// fragmentHash is the hash a Torn record carries for line: of its bytes
+// without the newline.
+func fragmentHash(line []byte) string {
+	return LineHash(bytes.TrimSuffix(line, []byte{'\n'}))
+}
+
+// Scan calls fn for each complete line of r with its 1-based line number,
+// the line's bytes (newline included; valid only during the call) and the
+// decoded event or the decoding error. Empty lines are skipped, and so is an
+// incomplete last line. An error from fn stops the scan and is returned.
+func Scan(r io.Reader, fn func(n int, line []byte, e *Event, err error) error) error {
+	br := bufio.NewReaderSize(r, 64*1024)
+	var long []byte
+	for n := 1; ; n++ {
+		chunk, err := br.ReadSlice('\n')
+		line := chunk
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], chunk...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				chunk, err = br.ReadSlice('\n')
+				if len(long) <= maxLine {
+					long = append(long, chunk...)
+				}
+			}
+			line = long
+		}
+		if err == io.EOF {
+			return nil // an incomplete last line, or none
+		}
+		if err != nil {
+			return fmt.Errorf("read audit log: %w", err)
+		}
+		if len(line) == 1 {
+			continue
+		}
+		if len(line) > maxLine {
+			if err := fn(n, nil, nil, fmt.Errorf("line longer than %d bytes", maxLine)); err != nil {
+				return err
+			}
 			continue
 		}
 		var e Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return out, fmt.Errorf("decode audit line %d: %w", n, err)
+		if derr := json.Unmarshal(line, &e); derr != nil {
+			err = fn(n, line, nil, derr)
+		} else {
+			err = fn(n, line, &e, nil)
 		}
-		out = append(out, e)
+		if err != nil {
+			return err
+		}
 	}
-	return out, sc.Err()
 }
 
 // Filter returns the events named name.
