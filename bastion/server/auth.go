@@ -54,6 +54,11 @@ type authenticator struct {
 	cas  []ssh.PublicKey
 	skew time.Duration
 	now  func() time.Time
+	// revoked checks the KRL in force; nil checks nothing.
+	revoked func(ssh.PublicKey) error
+	// forwarder checks host certificates of kube forwarders (kube.go);
+	// nil refuses every host certificate.
+	forwarder func(*ssh.Certificate, netip.Addr) (*ssh.Permissions, *ssh.Certificate, error)
 }
 
 // loadUserCAs reads one or more CA public keys in authorized_keys format.
@@ -101,6 +106,9 @@ func (a *authenticator) check(key ssh.PublicKey, remote netip.Addr) (perms *ssh.
 	if !ok {
 		return nil, nil, ErrNotCertificate
 	}
+	if cert.CertType == ssh.HostCert && a.forwarder != nil {
+		return a.forwarder(cert, remote)
+	}
 	if cert.CertType != ssh.UserCert {
 		return nil, cert, ErrHostCert
 	}
@@ -129,6 +137,13 @@ func (a *authenticator) check(key ssh.PublicKey, remote netip.Addr) (perms *ssh.
 	}
 	if err := checker.CheckCert(cert.ValidPrincipals[0], cert); err != nil {
 		return nil, cert, fmt.Errorf("%w: %v", ErrCertInvalid, err)
+	}
+	// Only a certificate that is otherwise good is checked against the
+	// KRL, so "revoked" in the audit log always names the real person.
+	if a.revoked != nil {
+		if err := a.revoked(cert); err != nil {
+			return nil, cert, revocationBanner(err)
+		}
 	}
 	p := &principal{cert: cert, id: sshcert.IdentityOf(cert), keyFP: ssh.FingerprintSHA256(cert.Key)}
 	return &ssh.Permissions{

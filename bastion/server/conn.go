@@ -47,6 +47,11 @@ type connState struct {
 	authed    *principal
 	active    int
 	closeOnce sync.Once
+	// Revocation (revoke.go): why the connection was revoked, who is to be
+	// told, and how to leave the registry.
+	revokedBy error
+	notices   map[*noticeKey]func(string)
+	untrack   func()
 }
 
 // stateOf returns the connection state stored by newConn.
@@ -101,8 +106,11 @@ func (st *connState) closed() {
 		delete(st.srv.conns, st)
 		st.srv.mu.Unlock()
 		st.mu.Lock()
-		authed, refusals, methods, login := st.authed, st.refusals, st.methods, st.login
+		authed, refusals, methods, login, untrack := st.authed, st.refusals, st.methods, st.login, st.untrack
 		st.mu.Unlock()
+		if untrack != nil {
+			untrack()
+		}
 		if authed != nil {
 			st.log.Debug("connection closed", "person", authed.id.KeyID)
 			return
@@ -217,6 +225,17 @@ func (st *connState) verified(meta ssh.ConnMetadata, key ssh.PublicKey, perms *s
 	p, ok := perms.ExtraData[principalKey{}].(*principal)
 	if !ok || !bytes.Equal(p.cert.Marshal(), key.Marshal()) {
 		return nil, errors.New("identity does not belong to the verified key")
+	}
+	if err := st.track(p); err != nil {
+		// Revoked between the key check and the signature: refused and
+		// audited like any refused certificate.
+		st.mu.Lock()
+		st.login = meta.User()
+		if len(st.refusals) < 16 {
+			st.refusals = append(st.refusals, refusal{keyFP: p.keyFP, cert: p.cert, err: err})
+		}
+		st.mu.Unlock()
+		return nil, revocationBanner(err)
 	}
 	p.verified = true
 	st.mu.Lock()

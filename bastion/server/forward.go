@@ -80,14 +80,25 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, conn *ssh.ServerConn, nc
 	}
 	go ssh.DiscardRequests(reqs)
 
+	recorded, input := s.recordingFor(p, dec)
+	method := "direct-tcpip"
+	if recorded {
+		method = "record"
+	}
 	start := s.now()
 	e := st.baseEvent(audit.SessionStart, p)
-	e.SessionID, e.Method, e.Target, e.Node, e.Rule = sid, "direct-tcpip", target, dec.Node, dec.Rule
+	e.SessionID, e.Method, e.Target, e.Node, e.Rule = sid, method, target, dec.Node, dec.Rule
 	e.Resolved = tcp.RemoteAddr().String()
-	log.Info("session start", "resolved", e.Resolved, "rule", dec.Rule)
+	log.Info("session start", "resolved", e.Resolved, "rule", dec.Rule, "mode", method)
 	s.emit(ctx, e)
 
-	in, out, reason := s.splice(ctx, ch, tcp)
+	var in, out int64
+	var reason string
+	if recorded {
+		in, out, reason = s.recordHop(ctx, st, p, dec, req.Host, ch, tcp, sid, input, log)
+	} else {
+		in, out, reason = s.splice(ctx, ch, tcp)
+	}
 
 	dur := s.now().Sub(start)
 	e.Event, e.Time = audit.SessionEnd, time.Time{}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/bastion/authz"
+	"github.com/postern-dev/postern/bastion/revocation"
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
@@ -46,6 +47,9 @@ type Options struct {
 	// Resolver and LocalAddrs override authz's defaults (tests).
 	Resolver   authz.Resolver
 	LocalAddrs func() ([]netip.Addr, error)
+	// KRLSource overrides where the KRL comes from (tests); [bastion]
+	// revocation and its keys decide otherwise.
+	KRLSource revocation.Source
 }
 
 // Server is a running bastion.
@@ -57,9 +61,15 @@ type Server struct {
 	auth   *authenticator
 	policy *authz.Policy
 	gs     *gliderssh.Server
+	krl    *revocation.Watcher // nil: revocation off
+	revs   revocation.Registry // what a revocation must end
 
 	// HostCert is the host certificate presented, nil without one.
 	HostCert *ssh.Certificate
+	// rec is recording mode's state (record.go).
+	rec *recording
+	// kube is Kubernetes access (kube.go).
+	kube *kubeHub
 
 	mu       sync.Mutex
 	conns    map[*connState]struct{}
@@ -111,10 +121,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		log:      opts.Logger,
 		audit:    opts.Audit,
 		now:      opts.Now,
-		auth:     &authenticator{cas: cas, skew: b.ClockSkew.Duration, now: opts.Now},
 		policy:   policy,
 		HostCert: hk.Cert,
 		conns:    map[*connState]struct{}{},
+	}
+	s.krl = newWatcher(b, opts.KRLSource, s)
+	s.auth = &authenticator{cas: cas, skew: b.ClockSkew.Duration, now: opts.Now, revoked: s.checkRevoked}
+	if err := s.initRecording(cfg, hk); err != nil {
+		return nil, err
 	}
 	s.gs = &gliderssh.Server{
 		Version:              "postern-" + version.Version,
@@ -133,6 +147,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		},
 		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{},
 	}
+	if err := s.initKube(cfg); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -141,8 +158,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 // connections, lets open sessions run for up to shutdown_grace, then cuts
 // them and writes their end events.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Revocations keep applying during the shutdown grace.
+	stopRevocation := s.startRevocation(ctx)
+	defer stopRevocation()
+	// Uploads go on through the grace and get a last pass at the end.
+	stopRecording := s.startRecording(ctx)
+	defer stopRecording()
 	errc := make(chan error, 1)
-	go func() { errc <- s.gs.Serve(ln) }()
+	sl := &startedListener{Listener: ln, started: make(chan struct{})}
+	go func() { errc <- s.gs.Serve(sl) }()
+	// gliderlabs registers the listener before its first Accept; shutting
+	// down before that would race with it and leave the listener open.
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-sl.started:
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -173,6 +204,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// startedListener closes started at the first Accept.
+type startedListener struct {
+	net.Listener
+	once    sync.Once
+	started chan struct{}
+}
+
+func (l *startedListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.started) })
+	return l.Listener.Accept()
+}
+
 // openChannels counts channels open on all connections.
 func (s *Server) openChannels() int {
 	s.mu.Lock()
@@ -196,6 +239,7 @@ func (s *Server) closeIdle() {
 
 // emit writes an audit event; a failure is logged, never ignored silently.
 func (s *Server) emit(ctx context.Context, e audit.Event) {
+	revokedEvent(ctx, &e)
 	if err := s.audit.Emit(ctx, e); err != nil {
 		s.log.Error("write audit event", "event", e.Event, "err", err)
 	}

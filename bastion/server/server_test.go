@@ -162,10 +162,12 @@ addr = "127.0.0.1"
 name = "ops"
 groups = ["ops"]
 nodes = ["127.0.0.1:%s", "*.example.com"]
+recording = "off"
 [[role]]
 name = "none"
 groups = ["none"]
 nodes = []
+recording = "off"
 %s`, dir, port, extra)
 	cfg, err := config.Parse(filepath.Join(dir, "postern.toml"), []byte(toml))
 	if err != nil {

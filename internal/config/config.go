@@ -22,6 +22,7 @@ type Config struct {
 	Signer  Signer  `toml:"signer"`
 	Bastion Bastion `toml:"bastion"`
 	Storage Storage `toml:"storage"`
+	Kube    Kube    `toml:"kube"`
 	// Roles map identity-provider groups to what a person may do.
 	Roles []Role `toml:"role"`
 
@@ -149,6 +150,36 @@ type Bastion struct {
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// Nodes is an optional inventory of named nodes with labels.
 	Nodes []Node `toml:"node"`
+
+	// SignerURL is where the bastion reaches the signer (delegated
+	// certificates in recording mode). Default: [signer] url.
+	SignerURL string `toml:"signer_url"`
+	// SignerCA is a PEM file pinning the signer's TLS certificate. Default:
+	// the signer's development certificate (data_dir/tls.crt) when the
+	// signer has no tls_cert, else the system roots.
+	SignerCA string `toml:"signer_ca"`
+	// SpoolDir holds recordings until they are stored. Default
+	// DataDir/spool.
+	SpoolDir string `toml:"spool_dir"`
+	// ExecCaptureLimit caps the bytes of output recorded per session
+	// without a terminal (exec). Default 1048576 (1 MiB).
+	ExecCaptureLimit int64 `toml:"exec_capture_limit"`
+
+	// Revocation is where the bastion gets the KRL it enforces: "signer"
+	// (poll signer_url's GET /v1/krl, pinned to signer_ca), "file" (re-read
+	// krl_file when it changes) or "off". Default "file" when krl_file is
+	// set, else "signer" when signer_url is https, else "off".
+	Revocation string `toml:"revocation"`
+	// KRLFile is a local KRL kept current by something else (revocation =
+	// "file").
+	KRLFile string `toml:"krl_file"`
+	// RevocationPoll is how often the KRL is refreshed, jittered ±20%.
+	// Default 2s.
+	RevocationPoll Duration `toml:"revocation_poll"`
+	// RevocationMaxStale, when set, refuses new connections once the KRL
+	// could not be refreshed for this long (fail closed). Default 0: the
+	// last good list stays in force (fail open).
+	RevocationMaxStale Duration `toml:"revocation_max_stale"`
 }
 
 // Node is one inventory entry.
@@ -159,6 +190,9 @@ type Node struct {
 	Addr string `toml:"addr"`
 	// Labels are matched by "label:KEY=VALUE" node rules.
 	Labels map[string]string `toml:"labels"`
+	// Recording overrides the roles' recording mode for this node: "on",
+	// "off", or "" (the roles decide).
+	Recording string `toml:"recording"`
 }
 
 // Storage configures where audit logs and recordings are kept.
@@ -212,6 +246,9 @@ type Role struct {
 	SourceAddresses []string `toml:"source_addresses"`
 	// Recording is "on" (default) or "off".
 	Recording string `toml:"recording"`
+	// RecordInput also records what people type in terminal sessions
+	// (passwords typed at prompts included). Default false.
+	RecordInput bool `toml:"record_input"`
 	// KubeClusters, KubeUsers and KubeGroups grant Kubernetes access.
 	KubeClusters []string `toml:"kube_clusters"`
 	KubeUsers    []string `toml:"kube_users"`
@@ -220,21 +257,23 @@ type Role struct {
 
 // Defaults for values that are not set.
 const (
-	DefaultSignerListen    = "127.0.0.1:3080"
-	DefaultSignerDataDir   = "/var/lib/postern/signer"
-	DefaultBastionListen   = "127.0.0.1:2222"
-	DefaultBastionDir      = "/var/lib/postern/bastion"
-	DefaultBastionName     = "postern-bastion"
-	DefaultLocalDir        = "/var/lib/postern/recordings"
-	DefaultMaxTTL          = 8 * time.Hour
-	DefaultHostCertTTL     = 30 * 24 * time.Hour
-	DefaultLoginTimeout    = 10 * time.Minute
-	DefaultClockSkew       = 30 * time.Second
-	DefaultShutdownGrace   = 30 * time.Second
-	DefaultDelegatedTTL    = time.Minute
-	DefaultNodeHostCertTTL = 24 * time.Hour
-	DefaultDialTimeout     = 10 * time.Second
-	DefaultHandshake       = 30 * time.Second
+	DefaultSignerListen     = "127.0.0.1:3080"
+	DefaultSignerDataDir    = "/var/lib/postern/signer"
+	DefaultBastionListen    = "127.0.0.1:2222"
+	DefaultBastionDir       = "/var/lib/postern/bastion"
+	DefaultBastionName      = "postern-bastion"
+	DefaultLocalDir         = "/var/lib/postern/recordings"
+	DefaultMaxTTL           = 8 * time.Hour
+	DefaultHostCertTTL      = 30 * 24 * time.Hour
+	DefaultLoginTimeout     = 10 * time.Minute
+	DefaultClockSkew        = 30 * time.Second
+	DefaultShutdownGrace    = 30 * time.Second
+	DefaultDelegatedTTL     = time.Minute
+	DefaultExecCaptureLimit = 1 << 20
+	DefaultNodeHostCertTTL  = 24 * time.Hour
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultHandshake        = 30 * time.Second
+	DefaultRevPoll          = 2 * time.Second
 )
 
 // PermitExtensions are the standard OpenSSH permit-* extensions a role may
@@ -366,13 +405,26 @@ func (c *Config) applyDefaults() {
 	setDefault(&b.HostCert, b.HostKey+"-cert.pub")
 	setDefault(&b.UserCA, filepath.Join(b.DataDir, "user_ca.pub"))
 	setDefault(&b.AuditLog, filepath.Join(b.DataDir, "audit.log"))
+	setDefault(&b.SignerURL, s.URL)
+	if b.SignerCA == "" && s.TLSCert == "" {
+		b.SignerCA = filepath.Join(s.DataDir, "tls.crt")
+	}
+	setDefault(&b.SpoolDir, filepath.Join(b.DataDir, "spool"))
+	if b.ExecCaptureLimit == 0 {
+		b.ExecCaptureLimit = DefaultExecCaptureLimit
+	}
 	setDurDefault(&b.ClockSkew, DefaultClockSkew)
 	setDurDefault(&b.ShutdownGrace, DefaultShutdownGrace)
 	setDurDefault(&b.DialTimeout, DefaultDialTimeout)
 	setDurDefault(&b.HandshakeTimeout, DefaultHandshake)
+	setDurDefault(&b.RevocationPoll, DefaultRevPoll)
+	if b.Revocation == "" {
+		b.Revocation = defaultRevocation(b)
+	}
 
 	setDefault(&c.Storage.LocalDir, DefaultLocalDir)
 	c.Storage.applyDefaults()
+	c.applyKubeDefaults()
 
 	for i := range c.Roles {
 		r := &c.Roles[i]
@@ -439,6 +491,7 @@ func (c *Config) Validate() error {
 	if err := checkHostPort(b.PublicAddr); err != nil {
 		add(c.errAt("bastion.public_addr", "%v", err))
 	}
+	c.validateRevocation(add)
 	names := map[string]bool{}
 	for i, n := range b.Nodes {
 		key := fmt.Sprintf("bastion.node[%d]", i)
@@ -458,9 +511,16 @@ func (c *Config) Validate() error {
 				add(c.errAt(key+".labels", "bad label key %q", k))
 			}
 		}
+		if n.Recording != "" && n.Recording != "on" && n.Recording != "off" {
+			add(c.errAt(key+".recording", "must be \"on\", \"off\" or empty, got %q", n.Recording))
+		}
+	}
+	if b.ExecCaptureLimit < 0 {
+		add(c.errAt("bastion.exec_capture_limit", "must not be negative"))
 	}
 
 	c.validateStorage(add)
+	c.validateKube(add)
 
 	roles := map[string]bool{}
 	for i, r := range c.Roles {

@@ -64,18 +64,21 @@ name = "ops"
 groups = ["ops"]
 logins = [%[3]q]
 nodes = %[1]s
+recording = "off"
 
 [[role]]
 name = "db"
 groups = ["db"]
 logins = [%[3]q]
 nodes = %[2]s
+recording = "off"
 
 [[role]]
 name = "wide"
 groups = ["wide"]
 logins = [%[3]q]
 nodes = ["*:1-65535"]
+recording = "off"
 `, ops, db, e.node1.Login)
 }
 
