@@ -1,0 +1,238 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/postern-dev/postern/internal/kubeproto"
+	"github.com/postern-dev/postern/internal/sshcert"
+	"github.com/postern-dev/postern/internal/version"
+)
+
+// Errors the person can act on, for errors.Is.
+var (
+	// ErrNotLoggedIn: no postern certificate in ssh-agent.
+	ErrNotLoggedIn = errors.New("not logged in: no postern certificate in ssh-agent")
+	// ErrExpired: the only postern certificates in ssh-agent are expired.
+	ErrExpired = errors.New("your postern certificate has expired")
+	// ErrRefused: the bastion refused the cluster (its message follows).
+	ErrRefused = errors.New("refused by the bastion")
+)
+
+// Bastion is one SSH connection to the bastion, re-established when it
+// is lost.
+type Bastion struct {
+	// Addr is the bastion's host:port.
+	Addr string
+	// KnownHosts is the known_hosts file that certifies the bastion.
+	KnownHosts string
+	// Agent holds the postern certificate.
+	Agent agent.ExtendedAgent
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+
+	mu     sync.Mutex
+	client *ssh.Client
+}
+
+// Signers returns the agent's postern certificates that are valid now,
+// newest expiry first.
+func Signers(a agent.ExtendedAgent, now time.Time) ([]ssh.Signer, error) {
+	all, err := a.Signers()
+	if err != nil {
+		return nil, fmt.Errorf("list ssh-agent keys: %w", err)
+	}
+	type certSigner struct {
+		s    ssh.Signer
+		cert *ssh.Certificate
+	}
+	var valid []certSigner
+	expired := false
+	for _, s := range all {
+		// The agent's signers present its key blobs: parse them.
+		pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal())
+		if err != nil {
+			continue
+		}
+		cert, ok := pub.(*ssh.Certificate)
+		if !ok || cert.CertType != ssh.UserCert {
+			continue
+		}
+		if _, ok := cert.Extensions[sshcert.ExtRoles]; !ok {
+			continue
+		}
+		if cert.ValidBefore != ssh.CertTimeInfinity && now.Unix() >= int64(cert.ValidBefore) {
+			expired = true
+			continue
+		}
+		valid = append(valid, certSigner{s, cert})
+	}
+	if len(valid) == 0 {
+		if expired {
+			return nil, ErrExpired
+		}
+		return nil, ErrNotLoggedIn
+	}
+	slices.SortStableFunc(valid, func(a, b certSigner) int { return cmp.Compare(b.cert.ValidBefore, a.cert.ValidBefore) })
+	out := make([]ssh.Signer, len(valid))
+	for i, v := range valid {
+		out[i] = v.s
+	}
+	return out, nil
+}
+
+// Connect makes sure the connection is up.
+func (b *Bastion) Connect(ctx context.Context) error {
+	_, err := b.conn(ctx, nil)
+	return err
+}
+
+func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.client != nil && b.client != broken {
+		return b.client, nil
+	}
+	if b.client != nil {
+		b.client.Close()
+		b.client = nil
+	}
+	now := time.Now
+	if b.Now != nil {
+		now = b.Now
+	}
+	signers, err := Signers(b.Agent, now())
+	if err != nil {
+		return nil, err
+	}
+	hk, err := hostKeyCallback(b.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &ssh.ClientConfig{
+		User:              "kube",
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+		HostKeyCallback:   hk,
+		HostKeyAlgorithms: hostKeyAlgorithms(),
+		Timeout:           15 * time.Second,
+		ClientVersion:     "SSH-2.0-postern-kube-exec-" + version.Version,
+	}
+	d := net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", b.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the bastion %s: %w", b.Addr, err)
+	}
+	_ = raw.SetDeadline(time.Now().Add(cfg.Timeout))
+	c, chans, reqs, err := ssh.NewClientConn(raw, b.Addr, cfg)
+	if err != nil {
+		raw.Close()
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("the bastion %s refused your certificate (expired, revoked or from another CA?): %w", b.Addr, err)
+		}
+		return nil, fmt.Errorf("ssh to the bastion %s: %w", b.Addr, err)
+	}
+	_ = raw.SetDeadline(time.Time{})
+	b.client = ssh.NewClient(c, chans, reqs)
+	return b.client, nil
+}
+
+// hostKeyAlgorithms prefers certificates, so that known_hosts
+// @cert-authority lines are used.
+func hostKeyAlgorithms() []string {
+	return []string{
+		ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+		ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
+		ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+	}
+}
+
+// Close closes the connection.
+func (b *Bastion) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.client == nil {
+		return nil
+	}
+	err := b.client.Close()
+	b.client = nil
+	return err
+}
+
+// Dial opens a kube/CLUSTER subsystem channel: a byte stream to the
+// cluster's API server through its forwarder. A lost connection is
+// re-established once.
+func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
+	var broken *ssh.Client
+	for attempt := 0; ; attempt++ {
+		c, err := b.conn(ctx, broken)
+		if err != nil {
+			return nil, err
+		}
+		ch, reqs, err := c.OpenChannel("session", nil)
+		if err != nil {
+			var oe *ssh.OpenChannelError
+			if attempt == 0 && !errors.As(err, &oe) {
+				broken = c // the connection is gone: redial
+				continue
+			}
+			return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+		}
+		go ssh.DiscardRequests(reqs)
+		ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{kubeproto.Subsystem(cluster)}))
+		if err != nil {
+			ch.Close()
+			return nil, fmt.Errorf("ask the bastion for cluster %s: %w", cluster, err)
+		}
+		if !ok {
+			msg := readRefusal(ch)
+			ch.Close()
+			return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+		}
+		return &chanConn{Channel: ch, remote: b.Addr}, nil
+	}
+}
+
+// readRefusal reads what the bastion wrote on stderr before refusing.
+func readRefusal(ch ssh.Channel) string {
+	done := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
+		done <- b
+	}()
+	select {
+	case b := <-done:
+		if m := strings.TrimSpace(string(b)); m != "" {
+			return strings.TrimPrefix(m, "postern: ")
+		}
+	case <-time.After(2 * time.Second):
+	}
+	return "the bastion refused the kube subsystem"
+}
+
+// chanConn is an SSH channel as a net.Conn; deadlines are no-ops.
+type chanConn struct {
+	ssh.Channel
+	remote string
+}
+
+type addr string
+
+func (a addr) Network() string { return "ssh" }
+func (a addr) String() string  { return string(a) }
+
+func (c *chanConn) LocalAddr() net.Addr              { return addr("kube-exec") }
+func (c *chanConn) RemoteAddr() net.Addr             { return addr(c.remote) }
+func (c *chanConn) SetDeadline(time.Time) error      { return nil }
+func (c *chanConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *chanConn) SetWriteDeadline(time.Time) error { return nil }

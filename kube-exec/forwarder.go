@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+
+	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/kube-exec/forwarder"
+)
+
+func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kube-exec forwarder", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration `FILE` ([kube] and [kube.forwarder])")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return hinted{errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/postern.toml"}
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.CheckForwarder(); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return hinted{fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error"}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	f := cfg.Kube.Forwarder
+	if f.AuditLog != "-" {
+		if err := os.MkdirAll(f.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	aw, err := audit.Open(f.AuditLog, "kube-forwarder", f.ID)
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	ictx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	return forwarder.Run(ictx, cfg, forwarder.Options{Logger: log, Audit: aw})
+}

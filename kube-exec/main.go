@@ -1,0 +1,86 @@
+// Command kube-exec carries kubectl (or any Kubernetes client) to a
+// cluster through the postern bastion, as the person logged in with
+// postern; `kube-exec forwarder` is the in-VPC end that dials out to the
+// bastions and talks to the API server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/postern-dev/postern/internal/version"
+)
+
+const usage = `kube-exec runs kubectl (or any Kubernetes client) against a cluster through
+the postern bastion, as you: no Kubernetes credentials on your machine.
+
+Usage:
+  kube-exec [--cluster NAME] -- COMMAND [ARGS...]   e.g. kube-exec --cluster prod -- kubectl get pods
+  kube-exec proxy --cluster NAME [--listen ADDR]    a long-running local endpoint (see postern kube config)
+  kube-exec forwarder --config FILE                 the in-VPC forwarder ([kube.forwarder])
+  kube-exec --version
+
+Client flags (kube-exec and kube-exec proxy):
+  --cluster NAME       the cluster (default $POSTERN_KUBE_CLUSTER)
+  --bastion HOST:PORT  the bastion (default $POSTERN_BASTION, else the one the signer publishes)
+  --known-hosts FILE   known_hosts certifying the bastion (default ~/.postern/known_hosts)
+
+Log in first with postern login; postern config writes the known_hosts file.
+Documentation: docs/kubernetes.md in the source tree.
+`
+
+// exitError carries an exit status without a message.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Unwrap() error { return h.error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	err := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var code exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &code):
+		os.Exit(int(code))
+	case errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintf(os.Stderr, "kube-exec: error: %v\n", err)
+		var h hinted
+		if errors.As(err, &h) {
+			fmt.Fprintf(os.Stderr, "kube-exec: hint: %s\n", h.hint)
+		}
+		os.Exit(1)
+	}
+}
+
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "forwarder":
+			return cmdForwarder(ctx, args[1:], stdout, stderr)
+		case "proxy":
+			return cmdProxy(ctx, args[1:], stdout, stderr)
+		case "--version", "-version", "version":
+			fmt.Fprintln(stdout, "kube-exec", version.Version)
+			return nil
+		case "help", "--help", "-help", "-h":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+	}
+	return cmdExec(ctx, args, stdout, stderr)
+}
