@@ -15,6 +15,7 @@ BINARIES := \
 	postern-signer:./signer \
 	postern:./agent-helper \
 	postern-bastion:./bastion \
+	kube-exec:./kube-exec \
 	postern-testidp:./internal/testidp/cmd/postern-testidp
 
 # OS packages the tests and the demo drive (binary:package).

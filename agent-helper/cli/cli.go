@@ -66,6 +66,7 @@ Usage:
   postern status                    who you are, your logins and roles, time left
   postern logout                    remove postern's keys from ssh-agent
   postern config [--install FILE]   print (or install) the ssh_config block and known_hosts
+  postern kube config --cluster NAME  add a kubectl context that goes through kube-exec proxy
   postern --version
 
 Run "postern COMMAND --help" for a command's flags.
@@ -106,6 +107,8 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdLogout(args[1:], env)
 	case "config":
 		return cmdConfig(ctx, args[1:], env)
+	case "kube":
+		return cmdKube(ctx, args[1:], env)
 	case "--version", "-version", "version":
 		fmt.Fprintln(env.Stdout, "postern", version.Version)
 		return nil

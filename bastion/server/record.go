@@ -325,10 +325,12 @@ func (s *Server) recordHop(ctx context.Context, st *connState, p *principal, dec
 	switch {
 	case s.forced.Load():
 		reason = ReasonShutdown
-	case ctx.Err() != nil:
-		reason = ReasonDisconnected
-	default:
+	case relay.EndedBy == "client":
 		reason = ReasonClientClosed
+	case relay.EndedBy == "node":
+		reason = ReasonNodeClosed
+	default:
+		reason = ReasonDisconnected
 	}
 	log.Info("recorded hop end", "recordings", rec.Keys())
 	return cc.in.Load(), cc.out.Load(), reason

@@ -136,6 +136,9 @@ issuer = "http://127.0.0.1:$IDP_PORT"
 client_id = "postern"
 client_secret_file = "$DEMO_DIR/signer/oidc-secret"
 
+[storage]
+local_dir = "$DEMO_DIR/recordings"   # no S3 bucket in the demo: recordings stay here
+
 [bastion]
 listen = "127.0.0.1:$BASTION_PORT"
 data_dir = "$DEMO_DIR/bastion"
@@ -261,7 +264,8 @@ postern demo is running ($MODE). Users: alice/alice (infra, dev), bob/bob (dev),
   3. ssh -F $REL/ssh_config -J postern-bastion $portopt node1 hostname
 
 Also try: ssh -F $REL/ssh_config postern-bastion whoami   |   ... nodes
-Audit: $REL/signer/audit.log, $REL/bastion/audit.log    Logs: $REL/logs/
+Audit: $REL/signer/audit.log, $REL/bastion/audit.log    Recordings: $REL/recordings/
+Logs: $REL/logs/
 Ctrl-C (or make demo-stop) stops everything.
 EOF
 while true; do sleep 3600 & wait $!; done

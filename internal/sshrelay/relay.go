@@ -91,6 +91,10 @@ type Relay struct {
 	Observer    Observer
 	Logger      *slog.Logger
 
+	// EndedBy says, after Run, which side ended the relay first:
+	// "client", "node" or "context".
+	EndedBy string
+
 	mu       sync.Mutex
 	sessions int
 	remote   map[string]bool // "host:port" of granted remote forwards
@@ -106,8 +110,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.remote = map[string]bool{}
 	done := make(chan struct{})
 	var once sync.Once
-	stop := func() {
+	stop := func(by string) {
 		once.Do(func() {
+			r.EndedBy = by
 			close(done)
 			r.Client.Close()
 			r.Node.Close()
@@ -116,12 +121,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
-			stop()
+			stop("context")
 		case <-done:
 		}
 	}()
-	go func() { _ = r.Client.Wait(); stop() }()
-	go func() { _ = r.Node.Wait(); stop() }()
+	go func() { _ = r.Client.Wait(); stop("client") }()
+	go func() { _ = r.Node.Wait(); stop("node") }()
 
 	r.wg.Add(4)
 	go func() { defer r.wg.Done(); r.clientRequests() }()
