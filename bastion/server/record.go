@@ -84,7 +84,7 @@ func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
 			s.log.Warn("recording mode unavailable", "reason", err)
 		}
 	}
-	if r.spool, err = spool.Open(cfg.Bastion.SpoolDir, spool.Options{Logger: s.log}); err != nil {
+	if r.spool, err = spool.Open(cfg.Bastion.SpoolDir, spool.Options{Logger: s.log, SyncInterval: cfg.Storage.SpoolSyncInterval.Duration}); err != nil {
 		return fmt.Errorf("open recording spool: %w", err)
 	}
 	// Recordings cut by a crash are closed with a marker and uploaded.
@@ -95,7 +95,8 @@ func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
 		return record.CloseRecovered(rc, rc.Size)
 	})
 	if err != nil {
-		return fmt.Errorf("recover recording spool: %w", err)
+		// Recover sealed the files anyway; they upload as they are.
+		s.log.Error("recover recording spool", "err", err)
 	}
 	for _, k := range keys {
 		s.log.Warn("recovered a recording left by an earlier run", "key", k)
@@ -105,7 +106,14 @@ func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
 	if err != nil {
 		return err
 	}
-	r.uploader = spool.NewUploader(r.spool, store, spool.UploaderOptions{Logger: s.log})
+	r.uploader = spool.NewUploader(r.spool, store, spool.UploaderOptions{
+		Logger:     s.log,
+		MinBackoff: cfg.Storage.UploadMinBackoff.Duration, MaxBackoff: cfg.Storage.UploadMaxBackoff.Duration,
+		Timeout: cfg.Storage.UploadTimeout.Duration,
+		Uploaded: func(o storage.ObjectInfo) {
+			s.emit(context.Background(), audit.Event{Event: audit.RecordingStored, Recording: o.Key, BytesOut: o.Size, Reason: "sha256 " + o.SHA256})
+		},
+	})
 	return nil
 }
 
@@ -117,6 +125,7 @@ func openStore(st config.Storage) (storage.Store, error) {
 	}
 	return storage.NewS3(context.Background(), storage.S3Config{
 		Bucket: st.S3Bucket, Prefix: st.S3Prefix, Region: st.S3Region, Endpoint: st.S3Endpoint, PathStyle: st.S3PathStyle,
+		Profile: st.S3Profile, CredentialsFile: st.S3CredentialsFile,
 	})
 }
 

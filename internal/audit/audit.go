@@ -37,7 +37,9 @@ const (
 	// CertDelegated is a short certificate a bastion got to log in to a
 	// node as the person (recording mode).
 	CertDelegated = "cert.delegated"
-	CertUnrevoked = "cert.unrevoked"
+	// RecordingStored is a recording confirmed stored (S3 or local dir).
+	RecordingStored = "recording.stored"
+	CertUnrevoked   = "cert.unrevoked"
 
 	// Exec is a command run without a terminal through a recorded session;
 	// SessionRecorded a recorded session (terminal or exec) that ended, with

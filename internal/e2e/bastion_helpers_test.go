@@ -236,6 +236,7 @@ type bstCertOpts struct {
 	notAt     time.Time // sign as if now were this (expired certificates)
 	plain     bool      // no certificate at all
 	confirm   bool      // agent asks for confirmation before each use
+	ext       []string  // more extensions, e.g. permit-port-forwarding
 }
 
 // user starts an agent holding a fresh key with a certificate for keyID.
@@ -275,9 +276,13 @@ func (e *bastionEnv) addKey(t *testing.T, u *bstUser, keyID string, o bstCertOpt
 		if o.hostCert {
 			cert, err = auth.SignHost(pub, []string{keyID}, time.Hour)
 		} else {
+			exts := map[string]string{sshcert.ExtRoles: o.roles, "permit-pty": ""}
+			for _, x := range o.ext {
+				exts[x] = ""
+			}
 			cert, err = auth.SignUser(ca.UserCert{
 				Key: pub, KeyID: keyID, Principals: []string{e.node1.Login}, TTL: time.Hour,
-				Extensions:      map[string]string{sshcert.ExtRoles: o.roles, "permit-pty": ""},
+				Extensions:      exts,
 				CriticalOptions: o.crit,
 			})
 		}
