@@ -20,7 +20,9 @@ DEMO_WAIT=${DEMO_WAIT:-1}
 SIGNER_PORT=${SIGNER_PORT:-3080}
 IDP_PORT=${IDP_PORT:-5556}
 BASTION_PORT=${BASTION_PORT:-2222}
-NS_PREFIX=postern-demo
+NS_PREFIX=${DEMO_NS_PREFIX:-postern-demo}
+VETH=${DEMO_VETH:-pd}   # veth names $VETH-h1, $VETH-n1 (15 characters at most)
+NET=${DEMO_NET:-10.214} # node i lives in $NET.i.0/30
 SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 ME=$(id -un)
 
@@ -36,7 +38,7 @@ stop_demo() {
 	fi
 	if [ "$(id -u)" = 0 ]; then
 		for i in 1 2; do
-			ip link del "pd-h$i" 2>/dev/null || true
+			ip link del "$VETH-h$i" 2>/dev/null || true
 			ip netns del "$NS_PREFIX-node$i" 2>/dev/null || true
 		done
 	fi
@@ -94,14 +96,14 @@ if [ "$(id -u)" = 0 ]; then
 	for i in 1 2; do
 		ns=$NS_PREFIX-node$i
 		ip netns add "$ns"
-		ip link add "pd-h$i" type veth peer name "pd-n$i"
-		ip link set "pd-n$i" netns "$ns"
-		ip addr add "10.214.$i.1/30" dev "pd-h$i"
-		ip link set "pd-h$i" up
-		ip -n "$ns" addr add "10.214.$i.2/30" dev "pd-n$i"
-		ip -n "$ns" link set "pd-n$i" up
+		ip link add "$VETH-h$i" type veth peer name "$VETH-n$i"
+		ip link set "$VETH-n$i" netns "$ns"
+		ip addr add "$NET.$i.1/30" dev "$VETH-h$i"
+		ip link set "$VETH-h$i" up
+		ip -n "$ns" addr add "$NET.$i.2/30" dev "$VETH-n$i"
+		ip -n "$ns" link set "$VETH-n$i" up
 		ip -n "$ns" link set lo up
-		NODE_ADDR[$i]=10.214.$i.2
+		NODE_ADDR[$i]=$NET.$i.2
 		NODE_PORT[$i]=22
 	done
 else
@@ -129,7 +131,7 @@ cat >"$CFG" <<EOF
 [signer]
 listen = "127.0.0.1:$SIGNER_PORT"
 data_dir = "$DEMO_DIR/signer"
-host_patterns = ["node1", "node2", "127.0.0.1", "postern-bastion", "10.214.0.0/16", "127.0.0.0/8"]
+host_patterns = ["node1", "node2", "127.0.0.1", "postern-bastion", "$NET.0.0/16", "127.0.0.0/8"]
 
 [signer.oidc]
 issuer = "http://127.0.0.1:$IDP_PORT"
