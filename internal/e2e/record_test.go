@@ -86,9 +86,12 @@ upload_max_backoff = "1s"
 	return r
 }
 
-// object waits until key is stored in S3 and returns its content.
+// object waits until the bastion confirmed key stored in S3 (a
+// recording.stored event: PUT with checksum, then HEAD) and returns its
+// content.
 func (r *recordEnv) object(t *testing.T, key string) string {
 	t.Helper()
+	r.waitEvent(t, audit.RecordingStored, func(ev audit.Event) bool { return ev.Recording == key })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		rc, err := r.store.Get(context.Background(), key)
@@ -290,7 +293,6 @@ func TestRecording(t *testing.T) {
 		if !strings.Contains(cast, "during-outage") {
 			t.Fatalf("recording after the outage: %q", cast)
 		}
-		r.waitEvent(t, audit.RecordingStored, func(e audit.Event) bool { return e.Recording == ev.Recording })
 	})
 
 	t.Run("kill -9 of the bastion mid-session loses no recording", func(t *testing.T) {
