@@ -23,7 +23,7 @@ PREREQS := ssh:openssh-client ssh-agent:openssh-client ssh-keygen:openssh-client
 	sftp:openssh-client scp:openssh-client sshd:openssh-server ip:iproute2 \
 	useradd:passwd flock:util-linux unshare:util-linux \
 	dpkg-deb:dpkg rpm:rpm systemd-analyze:systemd \
-	rsync:rsync tmux:tmux
+	rsync:rsync tmux:tmux haproxy:haproxy
 
 .PHONY: help
 help: ## show this help
@@ -76,7 +76,7 @@ test-race: prereqs ## run the unit tests with the race detector
 fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
 		done; \
 	done
 

@@ -32,6 +32,10 @@ Usage:
 Flags:
   --config FILE      the shared postern configuration file
   --log-level LEVEL  debug, info, warn or error (default info)
+  --log-format FMT   text or json (default text)
+
+Signals: SIGTERM/SIGINT shut down gracefully; SIGHUP reloads the roles and
+node rules from the configuration file (docs/operating.md).
 
 Documentation: docs/bastion.md and docs/roles.md in the source tree.
 `
@@ -73,6 +77,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`")
+	logFormat := fs.String("log-format", "text", "log `FORMAT`: text or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -98,13 +103,25 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return hinted{fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error"}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return hinted{fmt.Errorf("bad --log-format %q", *logFormat), "use text or json"}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, cfg, log)
+	return run(ctx, cfg, *cfgPath, log)
 }
 
-func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	b := cfg.Bastion
 	if err := os.MkdirAll(b.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -123,5 +140,26 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return hinted{fmt.Errorf("listen: %w", err), "change [bastion] listen or stop what uses the port"}
 	}
 	log.Info("bastion listening", "addr", ln.Addr().String(), "id", b.ID, "version", version.Version)
+	go reloadOnHUP(ctx, hup, cfgPath, srv, log)
 	return srv.Serve(ctx, ln)
+}
+
+// reloadOnHUP re-reads the configuration at each SIGHUP and applies its
+// roles and node rules; a configuration that does not load or validate is
+// refused and the one in force kept.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, srv *server.Server, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = srv.Reload(cfg)
+		}
+		if err != nil {
+			log.Error("reload refused: keeping the configuration in force", "path", path, "err", err)
+		}
+	}
 }

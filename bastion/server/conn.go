@@ -63,7 +63,11 @@ func stateOf(ctx gliderssh.Context) *connState {
 // newConn is gliderlabs' ConnCallback: it registers the connection and
 // arms the handshake timeout.
 func (s *Server) newConn(ctx gliderssh.Context, c net.Conn) net.Conn {
+	if !proxyHandshake(c) {
+		return nil // refused, logged and counted by the proxy listener
+	}
 	if s.closing.Load() {
+		s.metrics.refused.Inc(refusedShutdown)
 		c.Close()
 		return nil
 	}

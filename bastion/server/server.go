@@ -59,7 +59,7 @@ type Server struct {
 	audit  audit.Emitter
 	now    func() time.Time
 	auth   *authenticator
-	policy *authz.Policy
+	policy *policyBox // swapped on reload (reload.go)
 	gs     *gliderssh.Server
 	krl    *revocation.Watcher // nil: revocation off
 	revs   revocation.Registry // what a revocation must end
@@ -76,6 +76,11 @@ type Server struct {
 	sessions sync.WaitGroup // open channels, so their end events get written
 	closing  atomic.Bool    // shutdown started: no new channels
 	forced   atomic.Bool    // grace over: connections are being cut
+
+	// metrics are the Prometheus metrics (metrics.go); readiness is
+	// /readyz's state; reload swaps roles and node rules (reload.go).
+	metrics   *bastionMetrics
+	readiness readiness
 }
 
 // New builds a bastion from the configuration: it reads the user CA,
@@ -106,20 +111,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if hk.Generated {
 		opts.Logger.Info("generated host key", "path", b.HostKey, "fingerprint", ssh.FingerprintSHA256(hk.Signer.PublicKey()))
 	}
-	policy, err := authz.New(cfg)
+	policy, err := newPolicyBox(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Resolver != nil {
-		policy.Resolver = opts.Resolver
-	}
-	if opts.LocalAddrs != nil {
-		policy.LocalAddrs = opts.LocalAddrs
-	}
+	m := newBastionMetrics()
 	s := &Server{
 		cfg:      b,
 		log:      opts.Logger,
-		audit:    opts.Audit,
+		audit:    countingEmitter{inner: opts.Audit, m: m},
+		metrics:  m,
 		now:      opts.Now,
 		policy:   policy,
 		HostCert: hk.Cert,
@@ -130,6 +131,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if err := s.initRecording(cfg, hk); err != nil {
 		return nil, err
 	}
+	s.registerRecordingMetrics()
 	s.gs = &gliderssh.Server{
 		Version:              "postern-" + version.Version,
 		HostSigners:          gliderSigners(hk.Signers()),
@@ -164,6 +166,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Uploads go on through the grace and get a last pass at the end.
 	stopRecording := s.startRecording(ctx)
 	defer stopRecording()
+	ln, err := s.proxyListener(ln)
+	if err != nil {
+		return err
+	}
+	if err := s.startMetrics(ctx); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	sl := &startedListener{Listener: ln, started: make(chan struct{})}
 	go func() { errc <- s.gs.Serve(sl) }()
@@ -174,6 +183,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-sl.started:
 	}
+	s.readiness.serving.Store(true)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -39,6 +39,9 @@ const (
 	CertDelegated = "cert.delegated"
 	// RecordingStored is a recording confirmed stored (S3 or local dir).
 	RecordingStored = "recording.stored"
+	// RecordingViewed is a recording played back to a person (ssh
+	// BASTION play); its session_id is the recorded session's.
+	RecordingViewed = "recording.viewed"
 	CertUnrevoked   = "cert.unrevoked"
 
 	// Exec is a command run without a terminal through a recorded session;

@@ -85,6 +85,10 @@ type Signer struct {
 	// for node names. Default 24h.
 	NodeHostCertTTL Duration `toml:"node_host_cert_ttl"`
 
+	// MetricsListen serves /metrics, /healthz and /readyz over plain HTTP
+	// on this address, apart from the API. Empty (the default): off.
+	MetricsListen string `toml:"metrics_listen"`
+
 	OIDC OIDC `toml:"oidc"`
 }
 
@@ -180,6 +184,18 @@ type Bastion struct {
 	// could not be refreshed for this long (fail closed). Default 0: the
 	// last good list stays in force (fail open).
 	RevocationMaxStale Duration `toml:"revocation_max_stale"`
+
+	// MetricsListen serves /metrics, /healthz and /readyz over plain HTTP
+	// on this address. Empty (the default): off.
+	MetricsListen string `toml:"metrics_listen"`
+	// ProxyProtocol makes the listener expect a PROXY protocol header (v1
+	// or v2) from a load balancer listed in ProxyFrom, so audit events
+	// carry the client's address. Connections from other addresses, and
+	// listed ones that send no valid header, are refused. Default false.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+	// ProxyFrom lists the load balancers' addresses or CIDRs whose PROXY
+	// headers are trusted. Required when ProxyProtocol is set.
+	ProxyFrom []string `toml:"proxy_from"`
 }
 
 // Node is one inventory entry.
@@ -249,6 +265,10 @@ type Role struct {
 	// RecordInput also records what people type in terminal sessions
 	// (passwords typed at prompts included). Default false.
 	RecordInput bool `toml:"record_input"`
+	// ViewRecordings lets people with this role list and play every
+	// recording on the bastion (`ssh BASTION recordings`, `play`). Without
+	// it a person sees only recordings of their own sessions. Default false.
+	ViewRecordings bool `toml:"view_recordings"`
 	// KubeClusters, KubeUsers and KubeGroups grant Kubernetes access.
 	KubeClusters []string `toml:"kube_clusters"`
 	KubeUsers    []string `toml:"kube_users"`
@@ -521,6 +541,7 @@ func (c *Config) Validate() error {
 
 	c.validateStorage(add)
 	c.validateKube(add)
+	c.validateOps(add)
 
 	roles := map[string]bool{}
 	for i, r := range c.Roles {

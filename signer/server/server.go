@@ -58,7 +58,9 @@ type Server struct {
 	log    *slog.Logger
 	audit  audit.Emitter
 	now    func() time.Time
-	revs   *revocation.Cache
+	// metrics are the Prometheus metrics (metrics.go).
+	metrics *signerMetrics
+	revs    *revocation.Cache
 	// bastions authenticates bastions' signed requests.
 	bastions *bastionauth.Verifier
 }
@@ -74,7 +76,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Audit == nil {
 		return nil, errors.New("signer server needs an audit emitter")
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, audit: opts.Audit, now: opts.Now}
+	m := newSignerMetrics()
+	s := &Server{cfg: cfg, log: opts.Logger, audit: countingEmitter{inner: opts.Audit, m: m}, now: opts.Now, metrics: m}
 	if opts.Revocations == nil {
 		opts.Revocations = &revocation.FileStore{Path: cfg.Signer.RevocationFile}
 	}
@@ -156,14 +159,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, cert tls.Certificat
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if err := s.startMetrics(ctx); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	s.log.Info("signer listening", "addr", ln.Addr().String(), "url", s.cfg.Signer.URL)
+	s.metrics.serving.Store(true)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	s.metrics.stopping.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := hs.Shutdown(sctx)
