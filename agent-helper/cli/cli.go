@@ -66,6 +66,8 @@ Usage:
   postern status                    who you are, your logins and roles, time left
   postern logout                    remove postern's keys from ssh-agent
   postern config [--install FILE]   print (or install) the ssh_config block and known_hosts
+  postern recordings                recent recorded sessions you may see
+  postern play SESSION_ID [--speed N] replay a recorded session in this terminal
   postern kube config --cluster NAME  add a kubectl context that goes through kube-exec proxy
   postern --version
 
@@ -109,6 +111,10 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdConfig(ctx, args[1:], env)
 	case "kube":
 		return cmdKube(ctx, args[1:], env)
+	case "play":
+		return cmdPlay(ctx, args[1:], env)
+	case "recordings":
+		return cmdRecordings(ctx, args[1:], env)
 	case "--version", "-version", "version":
 		fmt.Fprintln(env.Stdout, "postern", version.Version)
 		return nil

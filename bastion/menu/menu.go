@@ -1,6 +1,7 @@
 package menu
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -14,6 +15,7 @@ import (
 // Exit statuses.
 const (
 	ExitOK      = 0
+	ExitFailed  = 1   // refused, not found, or the bastion failed
 	ExitUsage   = 2   // a known command used wrongly
 	ExitUnknown = 127 // no such command (as a shell says)
 )
@@ -31,27 +33,59 @@ type Env struct {
 	UnknownRoles []string
 	// Reachable lists the inventory nodes the roles allow.
 	Reachable []authz.Reach
+	// Recordings serves the recordings and play commands for this
+	// person; nil when the bastion has no store of recordings.
+	Recordings Recordings
+}
+
+// Stdio is a command's session: its input, its output and whether the
+// client asked for a terminal.
+type Stdio struct {
+	// In is the session's input; only play reads it, and only on a
+	// terminal (Ctrl-C or q stops the playback). May be nil.
+	In       io.Reader
+	Out, Err io.Writer
+	Terminal bool
 }
 
 type command struct {
-	name, summary string
-	run           func(w io.Writer, e Env)
+	name, args, summary string
+	run                 func(ctx context.Context, args []string, s Stdio, e Env) int
 }
 
 var commands = []command{
-	{"whoami", "who you are to this bastion: person, roles, certificate serial and expiry", whoami},
-	{"nodes", "the nodes and node rules your roles allow", nodes},
-	{"help", "this list", nil}, // Help; set in init to avoid a cycle
+	{"whoami", "", "who you are to this bastion: person, roles, certificate serial and expiry", noArgs(whoami)},
+	{"nodes", "", "the nodes and node rules your roles allow", noArgs(nodes)},
+	{"recordings", "[--days N] [--limit N]", "recent recorded sessions you may view", listRecordings},
+	{"play", "SESSION_ID [--speed N] [--idle-limit D]", "replay a recorded session in your terminal", play},
+	{"help", "", "this list", nil}, // Help; set in init to avoid a cycle
 }
 
-func init() { commands[2].run = Help }
+func init() { commands[len(commands)-1].run = noArgs(Help) }
+
+// noArgs adapts a command that takes no arguments.
+func noArgs(f func(w io.Writer, e Env)) func(context.Context, []string, Stdio, Env) int {
+	return func(_ context.Context, args []string, s Stdio, e Env) int {
+		if len(args) > 0 {
+			return ExitUsage
+		}
+		f(s.Out, e)
+		return ExitOK
+	}
+}
 
 // Run executes the command line cmd (an exec request's command) and
 // returns the exit status. Output goes to stdout, refusals to stderr.
 func Run(cmd string, stdout, stderr io.Writer, e Env) int {
+	return RunContext(context.Background(), cmd, Stdio{Out: stdout, Err: stderr}, e)
+}
+
+// RunContext is Run for commands that take time (play) or read input:
+// they stop when ctx ends, and write to s as they go.
+func RunContext(ctx context.Context, cmd string, s Stdio, e Env) int {
 	args := strings.Fields(cmd)
 	if len(args) == 0 {
-		Help(stdout, e)
+		Help(s.Out, e)
 		return ExitOK
 	}
 	name := args[0]
@@ -62,16 +96,26 @@ func Run(cmd string, stdout, stderr io.Writer, e Env) int {
 		if c.name != name {
 			continue
 		}
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "postern-bastion: %s takes no arguments\n", c.name)
-			return ExitUsage
+		code := c.run(ctx, args[1:], s, e)
+		if code == ExitUsage {
+			if c.args == "" {
+				fmt.Fprintf(s.Err, "postern-bastion: %s takes no arguments\n", c.name)
+			} else {
+				fmt.Fprintf(s.Err, "postern-bastion: usage: ssh %s %s %s\n", e.bastionName(), c.name, c.args)
+			}
 		}
-		c.run(stdout, e)
-		return ExitOK
+		return code
 	}
-	fmt.Fprintf(stderr, "postern-bastion: unknown command %s: this bastion runs no shell and no programs\n", quote(name))
-	fmt.Fprintf(stderr, "postern-bastion: hint: ssh %s help lists the commands; ssh -J %s NODE reaches a node\n", e.bastionName(), e.bastionName())
+	fmt.Fprintf(s.Err, "postern-bastion: unknown command %s: this bastion runs no shell and no programs\n", quote(name))
+	fmt.Fprintf(s.Err, "postern-bastion: hint: ssh %s help lists the commands; ssh -J %s NODE reaches a node\n", e.bastionName(), e.bastionName())
 	return ExitUnknown
+}
+
+// Streams reports whether cmd is a command that should write to the
+// session as it goes (play) rather than all at once.
+func Streams(cmd string) bool {
+	args := strings.Fields(cmd)
+	return len(args) > 0 && (args[0] == "play" || args[0] == "recordings")
 }
 
 // Shell is what an interactive login gets: a note and the help.
@@ -87,7 +131,7 @@ func Help(w io.Writer, e Env) {
 	fmt.Fprintf(w, "Commands (ssh %s COMMAND):\n", n)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range commands {
-		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
 	}
 	tw.Flush()
 }

@@ -160,7 +160,15 @@ type session struct {
 	signal   string
 	started  time.Time
 	finished bool
+	// early holds node output that arrived before the relay told us the
+	// node accepted the shell, exec or subsystem (the reply and the data
+	// travel on different goroutines), up to maxEarly bytes.
+	early  [][]byte
+	earlyN int
 }
+
+// maxEarly bounds output held while a session's kind is not known yet.
+const maxEarly = 1 << 20
 
 type ptyReq struct {
 	Term       string
@@ -195,6 +203,7 @@ func (s *session) Request(name string, payload []byte, ok bool) {
 			s.command = p.Command
 		}
 		s.open()
+		s.flushEarly()
 	case "subsystem":
 		if !ok || s.kind != "" {
 			return
@@ -205,6 +214,7 @@ func (s *session) Request(name string, payload []byte, ok bool) {
 		if p.Name == "sftp" {
 			s.sftp = sftpaudit.New(s.sftpOp)
 		}
+		s.flushEarly()
 	}
 }
 
@@ -260,6 +270,26 @@ func (s *session) ClientData(p []byte) {
 func (s *session) NodeData(p []byte, _ bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.kind == "" {
+		if s.earlyN+len(p) <= maxEarly {
+			s.early = append(s.early, append([]byte(nil), p...))
+			s.earlyN += len(p)
+		}
+		return
+	}
+	s.nodeData(p)
+}
+
+// flushEarly records output held back before the session's kind was known.
+func (s *session) flushEarly() {
+	early := s.early
+	s.early, s.earlyN = nil, 0
+	for _, p := range early {
+		s.nodeData(p)
+	}
+}
+
+func (s *session) nodeData(p []byte) {
 	if s.sftp != nil {
 		_, _ = s.sftp.ServerWriter().Write(p)
 		return

@@ -106,6 +106,7 @@ func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
 	if err != nil {
 		return err
 	}
+	s.play = newPlayback(cfg, store, s.now)
 	r.uploader = spool.NewUploader(r.spool, store, spool.UploaderOptions{
 		Logger:     s.log,
 		MinBackoff: cfg.Storage.UploadMinBackoff.Duration, MaxBackoff: cfg.Storage.UploadMaxBackoff.Duration,

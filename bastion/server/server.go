@@ -70,6 +70,8 @@ type Server struct {
 	rec *recording
 	// kube is Kubernetes access (kube.go).
 	kube *kubeHub
+	// play serves the recordings and play menu commands (playback.go).
+	play *playback
 
 	mu       sync.Mutex
 	conns    map[*connState]struct{}

@@ -107,6 +107,9 @@ func (s *Server) runMenu(ctx context.Context, st *connState, p *principal, sid s
 		UnknownRoles: unknown,
 		Reachable:    s.policy.Reachable(p.id.Roles),
 	}
+	if !shell && s.play.serve(ctx, s, st, p, sid, ch, cmd, pty, env) {
+		return
+	}
 	var stdout, stderr bytes.Buffer
 	code := menu.ExitOK
 	if shell {
