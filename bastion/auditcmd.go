@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"net"
 	"os"
@@ -46,7 +47,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) error {
 	case "pubkey":
 		return auditPubkey(args[1:], stdout)
 	}
-	return hinted{fmt.Errorf("unknown audit command %q", args[0]), "run postern-bastion audit help"}
+	return climsg.WithHint(fmt.Errorf("unknown audit command %q", args[0]), "run postern-bastion audit help")
 }
 
 // parseAll parses flags that may come before, between or after the
@@ -57,9 +58,9 @@ func parseAll(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, hinted{errors.New("no help for flags here"), "run postern-bastion audit help"}
+				return nil, climsg.WithHint(errors.New("no help for flags here"), "run postern-bastion audit help")
 			}
-			return nil, hinted{err, "run postern-bastion audit help"}
+			return nil, climsg.WithHint(err, "run postern-bastion audit help")
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -78,7 +79,7 @@ func checkLocal(name string) error {
 	if strings.HasPrefix(name, "s3://") {
 		// TODO(issue 6): read s3://bucket/prefix through internal/storage
 		// once it is committed.
-		return hinted{fmt.Errorf("%s: s3:// not supported yet", name), "download the objects and pass the files"}
+		return climsg.WithHint(fmt.Errorf("%s: s3:// not supported yet", name), "download the objects and pass the files")
 	}
 	return nil
 }
@@ -93,10 +94,10 @@ func auditVerify(args []string, stdout io.Writer) error {
 		return err
 	}
 	if len(files) == 0 {
-		return hinted{errors.New("no log given"), "postern-bastion audit verify --pubkey audit_key.pub /var/lib/postern/bastion/audit.log"}
+		return climsg.WithHint(errors.New("no log given"), "postern-bastion audit verify --pubkey audit_key.pub /var/lib/postern/bastion/audit.log")
 	}
 	if len(pubkeys) == 0 {
-		return hinted{errors.New("no --pubkey given"), "pass the writers' audit public keys (data_dir/audit_key.pub, or postern-bastion audit pubkey)"}
+		return climsg.WithHint(errors.New("no --pubkey given"), "pass the writers' audit public keys (data_dir/audit_key.pub, or postern-bastion audit pubkey)")
 	}
 	keys := audit.KeySet{}
 	for _, p := range pubkeys {
@@ -230,15 +231,15 @@ func auditSearch(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		if *w.t, err = parseWhen(w.s, now); err != nil {
-			return hinted{err, "use RFC 3339 (2025-03-01T12:00:00Z), a date (2025-03-01) or a duration (24h)"}
+			return climsg.WithHint(err, "use RFC 3339 (2025-03-01T12:00:00Z), a date (2025-03-01) or a duration (24h)")
 		}
 	}
 	if *format != "json" && *format != "table" {
-		return hinted{fmt.Errorf("bad --format %q", *format), "use json or table"}
+		return climsg.WithHint(fmt.Errorf("bad --format %q", *format), "use json or table")
 	}
 	if len(files) == 0 {
 		if *cfgPath == "" {
-			return hinted{errors.New("no log given"), "pass LOG files or --config FILE"}
+			return climsg.WithHint(errors.New("no log given"), "pass LOG files or --config FILE")
 		}
 		cfg, err := config.Load(*cfgPath)
 		if err != nil {
@@ -328,11 +329,11 @@ func auditPubkey(args []string, stdout io.Writer) error {
 		*keyFile = auditKeyPath(cfg)
 		comment += " bastion/" + cfg.Bastion.ID
 	default:
-		return hinted{errors.New("no --config or --key given"), "postern-bastion audit pubkey --config /etc/postern/postern.toml"}
+		return climsg.WithHint(errors.New("no --config or --key given"), "postern-bastion audit pubkey --config /etc/postern/postern.toml")
 	}
 	k, err := audit.LoadKey(*keyFile)
 	if errors.Is(err, os.ErrNotExist) {
-		return hinted{err, "the bastion creates its audit key when it starts"}
+		return climsg.WithHint(err, "the bastion creates its audit key when it starts")
 	}
 	if err != nil {
 		return err

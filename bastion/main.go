@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"net"
@@ -42,21 +43,10 @@ Documentation: docs/bastion.md and docs/roles.md in the source tree.
 
 func main() {
 	if err := cli(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "postern-bastion: error: %v\n", err)
-		var h hinted
-		if errors.As(err, &h) {
-			fmt.Fprintf(os.Stderr, "postern-bastion: hint: %s\n", h.hint)
-		}
+		climsg.Print(os.Stderr, "postern-bastion", err)
 		os.Exit(1)
 	}
 }
-
-type hinted struct {
-	error
-	hint string
-}
-
-func (h hinted) Unwrap() error { return h.error }
 
 func cli(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "help" {
@@ -69,7 +59,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	if check {
 		args = args[1:]
 	} else if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		return hinted{fmt.Errorf("unknown command %q", args[0]), "run postern-bastion --help"}
+		return climsg.WithHint(fmt.Errorf("unknown command %q", args[0]), "run postern-bastion --help")
 	}
 	fs := flag.NewFlagSet("postern-bastion", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, below
@@ -83,14 +73,14 @@ func cli(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stdout, usage)
 			return nil
 		}
-		return hinted{err, "run postern-bastion --help"}
+		return climsg.WithHint(err, "run postern-bastion --help")
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "postern-bastion", version.Version)
 		return nil
 	}
 	if *cfgPath == "" {
-		return hinted{errors.New("no configuration file given"), "postern-bastion --config /etc/postern/postern.toml"}
+		return climsg.WithHint(errors.New("no configuration file given"), "postern-bastion --config /etc/postern/postern.toml")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -101,7 +91,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return hinted{fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error"}
+		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	var log *slog.Logger
@@ -111,7 +101,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	case "json":
 		log = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
-		return hinted{fmt.Errorf("bad --log-format %q", *logFormat), "use text or json"}
+		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -133,11 +123,11 @@ func run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 	defer aw.Close()
 	srv, err := server.New(cfg, server.Options{Logger: log, Audit: aw})
 	if err != nil {
-		return hinted{err, "check [bastion] user_ca, host_key and host_cert; postern-bastion check-config --config FILE"}
+		return climsg.WithHint(err, "check [bastion] user_ca, host_key and host_cert; postern-bastion check-config --config FILE")
 	}
 	ln, err := net.Listen("tcp", b.Listen)
 	if err != nil {
-		return hinted{fmt.Errorf("listen: %w", err), "change [bastion] listen or stop what uses the port"}
+		return climsg.WithHint(fmt.Errorf("listen: %w", err), "change [bastion] listen or stop what uses the port")
 	}
 	log.Info("bastion listening", "addr", ln.Addr().String(), "id", b.ID, "version", version.Version)
 	go reloadOnHUP(ctx, hup, cfgPath, srv, log)

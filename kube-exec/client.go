@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"net"
@@ -49,7 +50,7 @@ func posternHome() string {
 // first channel first).
 func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*client.Bastion, func(context.Context) (net.Conn, error), error) {
 	if f.cluster == "" {
-		return nil, nil, hinted{errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)"}
+		return nil, nil, climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
 	}
 	if err := kubeproto.ValidCluster(f.cluster); err != nil {
 		return nil, nil, err
@@ -61,17 +62,17 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*client.Ba
 	if f.bastion == "" {
 		addr, err := client.BastionFromSigner(ctx, filepath.Join(home, "state.json"))
 		if err != nil {
-			return nil, nil, hinted{err, "pass --bastion HOST:PORT, or run postern login and postern config first"}
+			return nil, nil, climsg.WithHint(err, "pass --bastion HOST:PORT, or run postern login and postern config first")
 		}
 		f.bastion = addr
 	}
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" {
-		return nil, nil, hinted{client.ErrNotLoggedIn, "start ssh-agent and run postern login"}
+		return nil, nil, climsg.WithHint(client.ErrNotLoggedIn, "start ssh-agent and run postern login")
 	}
 	ac, err := net.Dial("unix", sock)
 	if err != nil {
-		return nil, nil, hinted{fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login"}
+		return nil, nil, climsg.WithHint(fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login")
 	}
 	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac)}
 	first, err := b.Dial(ctx, f.cluster)
@@ -79,9 +80,9 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*client.Ba
 		ac.Close()
 		switch {
 		case errors.Is(err, client.ErrNotLoggedIn), errors.Is(err, client.ErrExpired):
-			return nil, nil, hinted{err, "run postern login"}
+			return nil, nil, climsg.WithHint(err, "run postern login")
 		case errors.Is(err, client.ErrRefused):
-			return nil, nil, hinted{err, "ask the bastion what you may reach: ssh " + f.bastion + " whoami"}
+			return nil, nil, climsg.WithHint(err, "ask the bastion what you may reach: ssh "+f.bastion+" whoami")
 		}
 		return nil, nil, err
 	}
@@ -129,7 +130,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cmdArgs := fs.Args()
 	if len(cmdArgs) == 0 {
-		return hinted{errors.New("no command given"), "kube-exec --cluster NAME -- kubectl get pods"}
+		return climsg.WithHint(errors.New("no command given"), "kube-exec --cluster NAME -- kubectl get pods")
 	}
 	b, dial, err := f.connect(ctx, stderr)
 	if err != nil {
@@ -192,7 +193,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *listen != "" {
 		host, _, err := net.SplitHostPort(*listen)
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			return hinted{fmt.Errorf("--listen %q is not a loopback address", *listen), "use 127.0.0.1:PORT"}
+			return climsg.WithHint(fmt.Errorf("--listen %q is not a loopback address", *listen), "use 127.0.0.1:PORT")
 		}
 		ln, err = net.Listen("tcp", *listen)
 	} else {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"os"
@@ -24,7 +25,7 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if *cfgPath == "" {
-		return hinted{errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/postern.toml"}
+		return climsg.WithHint(errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/postern.toml")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -35,7 +36,7 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return hinted{fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error"}
+		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	f := cfg.Kube.Forwarder

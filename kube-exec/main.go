@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"os"
 	"os/signal"
@@ -40,13 +41,6 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-type hinted struct {
-	error
-	hint string
-}
-
-func (h hinted) Unwrap() error { return h.error }
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	err := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -58,11 +52,7 @@ func main() {
 		os.Exit(int(code))
 	case errors.Is(err, flag.ErrHelp):
 	default:
-		fmt.Fprintf(os.Stderr, "kube-exec: error: %v\n", err)
-		var h hinted
-		if errors.As(err, &h) {
-			fmt.Fprintf(os.Stderr, "kube-exec: hint: %s\n", h.hint)
-		}
+		climsg.Print(os.Stderr, "kube-exec", err)
 		os.Exit(1)
 	}
 }

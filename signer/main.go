@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"os"
@@ -49,21 +50,10 @@ Documentation: docs/config.md, docs/login.md, docs/revocation.md in the source t
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		var he hintErr
-		fmt.Fprintf(os.Stderr, "postern-signer: error: %v\n", err)
-		if errors.As(err, &he) {
-			fmt.Fprintf(os.Stderr, "postern-signer: hint: %s\n", he.hint)
-		}
+		climsg.Print(os.Stderr, "postern-signer", err)
 		os.Exit(1)
 	}
 }
-
-type hintErr struct {
-	error
-	hint string
-}
-
-func (h hintErr) Unwrap() error { return h.error }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -84,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stdout, usage)
 			return nil
 		default:
-			return hintErr{fmt.Errorf("unknown command %q", args[0]), "run postern-signer --help"}
+			return climsg.WithHint(fmt.Errorf("unknown command %q", args[0]), "run postern-signer --help")
 		}
 	}
 	fs := flag.NewFlagSet("postern-signer", flag.ContinueOnError)
@@ -105,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if *cfgPath == "" {
-		return hintErr{errors.New("no configuration file given"), "run postern-signer init --dir DIR to create one, then postern-signer --config DIR/postern.toml"}
+		return climsg.WithHint(errors.New("no configuration file given"), "run postern-signer init --dir DIR to create one, then postern-signer --config DIR/postern.toml")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -123,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "json":
 		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
-		return hintErr{fmt.Errorf("bad --log-format %q", *logFormat), "use text or json"}
+		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
 	}
 	host, _ := os.Hostname()
 	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
@@ -133,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer aw.Close()
 	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw})
 	if err != nil {
-		return hintErr{err, "run postern-signer init --dir DIR to create the CA keys"}
+		return climsg.WithHint(err, "run postern-signer init --dir DIR to create the CA keys")
 	}
 	if cfg.Signer.OIDC.Issuer == "" {
 		logger.Warn("no [signer.oidc] issuer configured: logins are disabled")
@@ -156,7 +146,7 @@ func cmdInit(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *dir == "" {
-		return hintErr{errors.New("--dir is required"), "postern-signer init --dir /var/lib/postern/signer"}
+		return climsg.WithHint(errors.New("--dir is required"), "postern-signer init --dir /var/lib/postern/signer")
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -246,7 +236,7 @@ func cmdHostCert(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *cfgPath == "" || *hosts == "" || *pubPath == "" {
-		return hintErr{errors.New("--config, --host and --pubkey are required"), "postern-signer host-cert --config postern.toml --host node1,10.0.0.5 --pubkey /etc/ssh/ssh_host_ed25519_key.pub"}
+		return climsg.WithHint(errors.New("--config, --host and --pubkey are required"), "postern-signer host-cert --config postern.toml --host node1,10.0.0.5 --pubkey /etc/ssh/ssh_host_ed25519_key.pub")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"os"
 	"os/user"
@@ -38,7 +39,7 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *cfgPath == "" {
-		return hintErr{errors.New("--config is required"), "postern-signer revoke --config /etc/postern/postern.toml --key-id alice@example.com --reason \"left the company\""}
+		return climsg.WithHint(errors.New("--config is required"), "postern-signer revoke --config /etc/postern/postern.toml --key-id alice@example.com --reason \"left the company\"")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -56,10 +57,10 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 		}
 	}
 	if targets != 1 {
-		return hintErr{errors.New("name exactly one of --key-id, --serial and --key"), "postern-signer revoke --config FILE --key-id alice@example.com --reason \"left the company\""}
+		return climsg.WithHint(errors.New("name exactly one of --key-id, --serial and --key"), "postern-signer revoke --config FILE --key-id alice@example.com --reason \"left the company\"")
 	}
 	if strings.TrimSpace(*reason) == "" {
-		return hintErr{errors.New("--reason is required"), "say why, e.g. --reason \"left the company\"; it goes to the audit log"}
+		return climsg.WithHint(errors.New("--reason is required"), "say why, e.g. --reason \"left the company\"; it goes to the audit log")
 	}
 	var e revocation.Entry
 	switch {
@@ -88,8 +89,8 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 			return fmt.Errorf("parse public key %s: %w", *keyFile, err)
 		}
 		if c, ok := pub.(*ssh.Certificate); ok {
-			return hintErr{fmt.Errorf("%s is a certificate, not a plain key", *keyFile),
-				fmt.Sprintf("revoke this certificate with --serial %d, its person with --key-id %q, or its key with the plain .pub file", c.Serial, c.KeyId)}
+			return climsg.WithHint(fmt.Errorf("%s is a certificate, not a plain key", *keyFile),
+				fmt.Sprintf("revoke this certificate with --serial %d, its person with --key-id %q, or its key with the plain .pub file", c.Serial, c.KeyId))
 		}
 		if err := notOwnCA(cfg, pub); err != nil {
 			return err
@@ -107,7 +108,7 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 	e.Reason, e.By, e.Time = strings.TrimSpace(*reason), operator(host), now.UTC().Truncate(time.Second)
 	result, l, changed, err := revocation.Apply(ctx, store, e, *undo, now)
 	if errors.Is(err, revocation.ErrNotRevoked) {
-		return hintErr{err, "postern-signer revoke --config FILE --list shows what is revoked"}
+		return climsg.WithHint(err, "postern-signer revoke --config FILE --list shows what is revoked")
 	}
 	if err != nil {
 		return err
@@ -163,8 +164,8 @@ func notOwnCA(cfg *config.Config, pub ssh.PublicKey) error {
 			continue
 		}
 		if ca, _, _, _, err := ssh.ParseAuthorizedKey(b); err == nil && string(ca.Marshal()) == string(pub.Marshal()) {
-			return hintErr{fmt.Errorf("%s is the signer's own CA key (%s): revoking it would refuse every certificate", ssh.FingerprintSHA256(pub), path),
-				"to replace a compromised CA, create a new one and re-trust it on nodes (TrustedUserCAKeys); revoke people with --key-id"}
+			return climsg.WithHint(fmt.Errorf("%s is the signer's own CA key (%s): revoking it would refuse every certificate", ssh.FingerprintSHA256(pub), path),
+				"to replace a compromised CA, create a new one and re-trust it on nodes (TrustedUserCAKeys); revoke people with --key-id")
 		}
 	}
 	return nil
@@ -237,7 +238,7 @@ func cmdKRL(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *cfgPath == "" || *out == "" {
-		return hintErr{errors.New("--config and --out are required"), "postern-signer krl --config /etc/postern/postern.toml --out /etc/ssh/postern.krl"}
+		return climsg.WithHint(errors.New("--config and --out are required"), "postern-signer krl --config /etc/postern/postern.toml --out /etc/ssh/postern.krl")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
