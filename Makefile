@@ -86,6 +86,15 @@ lint: ## go vet, gofmt and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+.PHONY: bench
+bench: prereqs build ## benchmarks against stock OpenSSH (root, ~8 min): writes docs/benchmarks.md
+	@mkdir -p .cache/bench-bin
+	$(GO) build -trimpath -o .cache/bench-bin/postern-bench ./internal/bench/cmd/postern-bench
+	@# unstripped builds of the same source, so that perf can name functions
+	$(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-bastion ./bastion
+	$(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-signer ./signer
+	.cache/bench-bin/postern-bench -bin bin -bastion-bin .cache/bench-bin/postern-bastion -signer-bin .cache/bench-bin/postern-signer $(BENCH_FLAGS)
+
 .PHONY: package
 package: ## build the .deb and .rpm packages (amd64, arm64) into dist/ with nfpm
 	cd packaging/mkpkg && $(GO) run . -src $(CURDIR) -out $(CURDIR)/dist -version $(VERSION) -arch amd64,arm64 -formats deb,rpm
