@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 )
 

@@ -70,8 +70,13 @@ type Verifier struct {
 	Principals func() []string
 	Now        func() time.Time
 
-	mu   sync.Mutex
-	seen map[string]time.Time
+	// Nonces seen in the current and the previous window of 2*MaxSkew: a
+	// request older than that is refused by its timestamp, so two windows
+	// cover every nonce that could still be replayed, and rotating them
+	// keeps the check O(1) whatever the load.
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+	rotated   time.Time
 }
 
 // Verify checks env and the signature header over body and returns the
@@ -126,17 +131,15 @@ func (v *Verifier) Verify(env Envelope, body []byte, header string) (string, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.seen == nil {
-		v.seen = map[string]time.Time{}
+	if v.cur == nil || now.Sub(v.rotated) >= 2*MaxSkew {
+		v.prev, v.cur, v.rotated = v.cur, map[string]struct{}{}, now
 	}
-	for n, exp := range v.seen {
-		if now.After(exp) {
-			delete(v.seen, n)
-		}
-	}
-	if _, dup := v.seen[env.Nonce]; dup || len(v.seen) > 1_000_000 {
+	if _, dup := v.cur[env.Nonce]; dup {
 		return "", ErrReplay
 	}
-	v.seen[env.Nonce] = now.Add(2 * MaxSkew)
+	if _, dup := v.prev[env.Nonce]; dup {
+		return "", ErrReplay
+	}
+	v.cur[env.Nonce] = struct{}{}
 	return name, nil
 }
