@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh/agent"
 
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/kubeproto"
 	"github.com/postern-dev/postern/kube-exec/client"
 )

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/kube-exec/forwarder"
 )

@@ -9,12 +9,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/version"
 )
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"log/slog"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
 	"github.com/postern-dev/postern/signer/ca"

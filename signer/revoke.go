@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/postern-dev/postern/internal/climsg"
 	"io"
 	"os"
 	"os/user"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/postern-dev/postern/internal/api"
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/signer/ca"
 	"github.com/postern-dev/postern/signer/revocation"
