@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/kubeproto"
@@ -93,6 +94,18 @@ func TestProxyHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+	// The handler writes its event after the response reached the client:
+	// give the last one a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		aud.mu.Lock()
+		n := len(aud.evs)
+		aud.mu.Unlock()
+		if n >= len(tests) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	aud.mu.Lock()
 	defer aud.mu.Unlock()
