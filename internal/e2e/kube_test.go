@@ -33,60 +33,8 @@ import (
 	"github.com/postern-dev/postern/signer/ca"
 )
 
-// kubeRBAC: people in the group team-a-devs may work with pods and
+// kubetest.TeamRBAC: people in the group team-a-devs may work with pods and
 // configmaps in team-a; the forwarder may only impersonate.
-const kubeRBAC = `
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: team-a
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: dev
-  namespace: team-a
-rules:
-- apiGroups: [""]
-  resources: [pods, configmaps]
-  verbs: [get, list, watch, create, update, patch, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: team-a-devs
-  namespace: team-a
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: team-a-devs
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: dev
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: postern-forwarder
-rules:
-- apiGroups: [""]
-  resources: [users, groups, serviceaccounts]
-  verbs: [impersonate]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: postern-forwarder
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: User
-  name: postern-forwarder
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: postern-forwarder
-`
 
 // kubeEnv is kube access run from the real binaries: kube-apiserver and
 // etcd (kubetest), postern-bastion, the forwarder (kube-exec forwarder)
@@ -121,7 +69,7 @@ func startKubeEnv(t testing.TB) *kubeEnv {
 	e := &kubeEnv{top: t, dir: t.TempDir()}
 	e.kube = kubetest.Start(t)
 	e.kubectl = kubetest.KubectlPath(t)
-	e.kube.Apply(t, kubeRBAC)
+	e.kube.Apply(t, kubetest.TeamRBAC)
 	fwdKubeconfig := e.kube.UserKubeconfig(t, "postern-forwarder", nil)
 	e.bastionBin = testenv.GoBuild(t, "./bastion")
 	e.kubeExecBin = testenv.GoBuild(t, "./kube-exec")

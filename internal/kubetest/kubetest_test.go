@@ -39,59 +39,6 @@ func TestVersionMatchesBuildModule(t *testing.T) {
 	}
 }
 
-const rbacFixture = `
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: team-a
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: dev
-  namespace: team-a
-rules:
-- apiGroups: [""]
-  resources: [pods, configmaps]
-  verbs: [get, list, watch, create, update, patch, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: team-a-devs
-  namespace: team-a
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: Group
-  name: team-a-devs
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: dev
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: postern-forwarder
-rules:
-- apiGroups: [""]
-  resources: [users, groups, serviceaccounts]
-  verbs: [impersonate]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: postern-forwarder
-subjects:
-- apiGroup: rbac.authorization.k8s.io
-  kind: User
-  name: postern-forwarder
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: postern-forwarder
-`
-
 // A forwarder whose only right is to impersonate acts for alice, and RBAC
 // judges alice: she may read pods in team-a and nothing in default.
 func TestImpersonationJudgedByRBAC(t *testing.T) {
@@ -119,7 +66,7 @@ func TestImpersonationJudgedByRBAC(t *testing.T) {
 		}
 	})
 
-	c.Apply(t, rbacFixture)
+	c.Apply(t, TeamRBAC)
 	fwd := c.UserKubeconfig(t, "postern-forwarder", nil)
 	asAlice := []string{"--kubeconfig", fwd, "--as", "alice@example.com", "--as-group", "team-a-devs"}
 
