@@ -191,8 +191,8 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var ln net.Listener
 	if *listen != "" {
-		host, _, err := net.SplitHostPort(*listen)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		host, _, perr := net.SplitHostPort(*listen)
+		if ip := net.ParseIP(host); perr != nil || ip == nil || !ip.IsLoopback() {
 			return climsg.WithHint(fmt.Errorf("--listen %q is not a loopback address", *listen), "use 127.0.0.1:PORT")
 		}
 		ln, err = net.Listen("tcp", *listen)

@@ -134,10 +134,9 @@ const (
 // and why the session ended.
 func (s *Server) splice(ctx context.Context, ch ssh.Channel, tcp *net.TCPConn) (in, out int64, reason string) {
 	type result struct {
-		n        int64
-		err      error
-		toNode   bool
-		finished time.Time
+		n      int64
+		err    error
+		toNode bool
 	}
 	res := make(chan result, 2)
 	go func() {

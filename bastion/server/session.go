@@ -96,6 +96,8 @@ func (s *Server) handleSession(_ *gliderssh.Server, conn *ssh.ServerConn, nc ssh
 
 // runMenu runs one menu command (or the shell greeting) and exits.
 func (s *Server) runMenu(ctx context.Context, st *connState, p *principal, sid string, ch ssh.Channel, shell bool, cmd string, pty bool) {
+	// A long command (play) cut by revocation tells the person why.
+	defer st.onRevoke(channelNotice(ch, pty))()
 	rules, unknown := s.policy.Rules(p.id.Roles)
 	env := menu.Env{
 		Identity:     p.id,

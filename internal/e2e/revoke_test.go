@@ -201,7 +201,7 @@ func TestRevokeEndsNodeAccess(t *testing.T) {
 	alice, bob := e.person(t, "alice@example.com"), e.person(t, "bob@example.com")
 	alice.mustReach(t)
 	bob.mustReach(t)
-	resp, body := e.getKRL(t, "")
+	resp, _ := e.getKRL(t, "")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(api.HeaderKRLGeneration) != "0" {
 		t.Fatalf("GET /v1/krl before revocations: %d generation %q", resp.StatusCode, resp.Header.Get(api.HeaderKRLGeneration))
 	}
@@ -226,7 +226,7 @@ func TestRevokeEndsNodeAccess(t *testing.T) {
 	}
 
 	// The running signer picked the CLI's change up and serves the same bytes.
-	resp, body = e.getKRL(t, etag0)
+	resp, body := e.getKRL(t, etag0)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(api.HeaderKRLGeneration) != "1" {
 		t.Fatalf("GET /v1/krl after revoke: %d generation %q", resp.StatusCode, resp.Header.Get(api.HeaderKRLGeneration))
 	}

@@ -86,11 +86,9 @@ func FuzzMarshal(f *testing.F) {
 	key := newSigner(f).PublicKey()
 	f.Fuzz(func(t *testing.T, version uint64, serialBytes []byte, keyIDs, comment string, probe uint64) {
 		k := &KRL{Version: version, GeneratedDate: version / 3, Comment: comment}
-		var serials []uint64
 		for len(serialBytes) >= 8 {
 			s := binary.BigEndian.Uint64(serialBytes)
 			serialBytes = serialBytes[8:]
-			serials = append(serials, s)
 			if s%5 == 0 && s < ^uint64(0)-10 && s != 0 {
 				k.Certs = append(k.Certs, CertSection{CA: ca.PublicKey(), Serials: []SerialRange{{s, s + s%7}}})
 			} else {
