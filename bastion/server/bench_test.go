@@ -1,20 +1,13 @@
 package server
 
 import (
-	"context"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/postern-dev/postern/internal/config"
 )
 
 // Benchmarks of the bastion's own work, in process: the certificate check
@@ -44,62 +37,17 @@ func BenchmarkAuthCheck(b *testing.B) {
 // that reads and discards.
 func benchServer(b *testing.B) (addr, sink string, ca ssh.Signer) {
 	b.Helper()
-	dir := b.TempDir()
-	ca = newSigner(b)
-	if err := os.WriteFile(filepath.Join(dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(ca.PublicKey()), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	sl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sl.Close() })
-	go func() {
-		for {
-			c, err := sl.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(sl.Addr().String())
-	toml := fmt.Sprintf(`
-[bastion]
-data_dir = %q
-id = "bench-bastion"
-shutdown_grace = "1s"
-[storage]
-local_dir = %q
+	f := &fixture{userCA: newSigner(b), audit: &memAudit{}}
+	sink = loopbackSink(b, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	_, port, _ := net.SplitHostPort(sink)
+	startServer(b, f, `shutdown_grace = "1s"
 [[role]]
 name = "ops"
 groups = ["ops"]
-nodes = ["127.0.0.1:%s"]
+nodes = ["127.0.0.1:`+port+`"]
 recording = "off"
-`, dir, filepath.Join(dir, "rec"), port)
-	cfg, err := config.Parse(filepath.Join(dir, "postern.toml"), []byte(toml))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Audit:  &memAudit{},
-		LocalAddrs: func() ([]netip.Addr, error) {
-			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
-		},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	b.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String(), sl.Addr().String(), ca
+`, Options{})
+	return f.addr, sink, f.userCA
 }
 
 func BenchmarkForward(b *testing.B) {

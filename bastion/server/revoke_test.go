@@ -6,11 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +16,6 @@ import (
 
 	"github.com/postern-dev/postern/bastion/revocation"
 	"github.com/postern-dev/postern/internal/audit"
-	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/krl"
 )
 
@@ -73,64 +68,21 @@ func (f *fakeKRL) fail(err error) {
 // [bastion] keys.
 func startRevFixture(t *testing.T, src *fakeKRL, bastionKeys string) *fixture {
 	t.Helper()
-	dir := t.TempDir()
 	f := &fixture{userCA: newSigner(t), audit: &memAudit{}}
-	if err := os.WriteFile(filepath.Join(dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(f.userCA.PublicKey()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	f.echo = echo.Addr().String()
+	f.echo = loopbackSink(t, func(c net.Conn) { io.Copy(c, c) })
 	_, port, _ := net.SplitHostPort(f.echo)
-	cfg, err := config.Parse(filepath.Join(dir, "postern.toml"), []byte(fmt.Sprintf(`
-[bastion]
-data_dir = %q
-id = "test-bastion"
-shutdown_grace = "1s"
-%s
-[[role]]
-name = "ops"
-groups = ["ops"]
-nodes = ["127.0.0.1:%s"]
-recording = "off"
-`, dir, bastionKeys, port)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var krlSource revocation.Source // a nil *fakeKRL must stay a nil interface
 	if src != nil {
 		krlSource = src
 	}
-	f.srv, err = New(cfg, Options{
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Audit:      f.audit,
-		LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil },
-		KRLSource:  krlSource,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel, f.done = cancel, make(chan error, 1)
-	go func() { f.done <- f.srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-f.done })
+	startServer(t, f, `shutdown_grace = "1s"
+`+bastionKeys+`
+[[role]]
+name = "ops"
+groups = ["ops"]
+nodes = ["127.0.0.1:`+port+`"]
+recording = "off"
+`, Options{KRLSource: krlSource})
 	return f
 }
 

@@ -128,31 +128,10 @@ type fixture struct {
 
 func startFixture(t *testing.T, extra string) *fixture {
 	t.Helper()
-	dir := t.TempDir()
 	f := &fixture{userCA: newSigner(t), audit: &memAudit{}}
-	if err := os.WriteFile(filepath.Join(dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(f.userCA.PublicKey()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	f.echo = echo.Addr().String()
+	f.echo = loopbackSink(t, func(c net.Conn) { io.Copy(c, c) })
 	_, port, _ := net.SplitHostPort(f.echo)
-	toml := fmt.Sprintf(`
-[bastion]
-data_dir = %q
-id = "test-bastion"
+	startServer(t, f, `
 shutdown_grace = "1s"
 clock_skew = "30s"
 [[bastion.node]]
@@ -161,39 +140,69 @@ addr = "127.0.0.1"
 [[role]]
 name = "ops"
 groups = ["ops"]
-nodes = ["127.0.0.1:%s", "*.example.com"]
+nodes = ["127.0.0.1:`+port+`", "*.example.com"]
 recording = "off"
 [[role]]
 name = "none"
 groups = ["none"]
 nodes = []
 recording = "off"
-%s`, dir, port, extra)
-	cfg, err := config.Parse(filepath.Join(dir, "postern.toml"), []byte(toml))
+`+extra, Options{Resolver: staticDNS{"loop.example.com": netip.MustParseAddr("127.0.0.1")}})
+	return f
+}
+
+// loopbackSink starts a TCP server on loopback that runs handle on each
+// connection (then closes it) and returns its address.
+func loopbackSink(tb testing.TB, handle func(net.Conn)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	f.srv, err = New(cfg, Options{
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Audit:    f.audit,
-		Resolver: staticDNS{"loop.example.com": netip.MustParseAddr("127.0.0.1")},
-		LocalAddrs: func() ([]netip.Addr, error) {
-			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
-		},
-	})
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { handle(c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// startServer writes the user CA of f, parses a config whose [bastion]
+// section continues with body (keys, then any tables), and serves a
+// bastion on loopback until the test ends. opts gets the fixture's audit,
+// a quiet logger and 127.0.0.1 as the bastion's own address.
+func startServer(tb testing.TB, f *fixture, body string, opts Options) {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(f.userCA.PublicKey()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	text := fmt.Sprintf("[storage]\nlocal_dir = %q\n[bastion]\ndata_dir = %q\nid = \"test-bastion\"\n%s", filepath.Join(dir, "recordings"), dir, body)
+	cfg, err := config.Parse(filepath.Join(dir, "postern.toml"), []byte(text))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts.Audit = f.audit
+	opts.LocalAddrs = func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil }
+	f.srv, err = New(cfg, opts)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan error, 1)
 	go func() { f.done <- f.srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-f.done })
-	return f
+	tb.Cleanup(func() { cancel(); <-f.done })
 }
 
 // staticDNS resolves names from a map.
