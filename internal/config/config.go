@@ -23,6 +23,7 @@ type Config struct {
 	Bastion Bastion `toml:"bastion"`
 	Storage Storage `toml:"storage"`
 	Kube    Kube    `toml:"kube"`
+	Audit   Audit   `toml:"audit"`
 	// Roles map identity-provider groups to what a person may do.
 	Roles []Role `toml:"role"`
 
@@ -71,6 +72,11 @@ type Signer struct {
 	// `postern-signer revoke` and POST /v1/revoke and published as a KRL.
 	// Default DataDir/revocations.json.
 	RevocationFile string `toml:"revocation_file"`
+	// RevocationStore is where the revocation list is kept: "file"
+	// (RevocationFile, the default) or "s3" (the [storage] bucket, under
+	// revocations/, so several signers share one list; requires
+	// storage.s3_bucket).
+	RevocationStore string `toml:"revocation_store"`
 	// AdminTokenFile holds admin tokens, one per line (# comments), that
 	// allow POST /v1/revoke. Empty disables the API (the revoke command
 	// still works for operators). Re-read on every request.
@@ -393,6 +399,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.HostCAKey, filepath.Join(s.DataDir, "host_ca"))
 	setDefault(&s.AuditLog, filepath.Join(s.DataDir, "audit.log"))
 	setDefault(&s.RevocationFile, filepath.Join(s.DataDir, "revocations.json"))
+	setDefault(&s.RevocationStore, "file")
 	if s.Bastions == nil {
 		s.Bastions = []string{DefaultBastionName}
 	}
@@ -444,6 +451,7 @@ func (c *Config) applyDefaults() {
 
 	setDefault(&c.Storage.LocalDir, DefaultLocalDir)
 	c.Storage.applyDefaults()
+	c.Audit.applyDefaults()
 	c.applyKubeDefaults()
 
 	for i := range c.Roles {
@@ -542,6 +550,7 @@ func (c *Config) Validate() error {
 	c.validateStorage(add)
 	c.validateKube(add)
 	c.validateOps(add)
+	c.validateAudit(add)
 
 	roles := map[string]bool{}
 	for i, r := range c.Roles {

@@ -65,6 +65,9 @@ type KubeForwarder struct {
 	// DialTimeout bounds connecting and authenticating to a bastion.
 	// Default 10s.
 	DialTimeout Duration `toml:"dial_timeout"`
+	// MetricsListen serves /metrics, /healthz and /readyz over plain HTTP
+	// on this address. Empty (the default): off.
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // Defaults of [kube].

@@ -13,6 +13,20 @@ func (c *Config) validateOps(add func(error)) {
 			add(c.errAt("signer.metrics_listen", "%v", err))
 		}
 	}
+	if a := c.Kube.Forwarder.MetricsListen; a != "" {
+		if err := checkHostPort(a); err != nil {
+			add(c.errAt("kube.forwarder.metrics_listen", "%v", err))
+		}
+	}
+	switch c.Signer.RevocationStore {
+	case "file":
+	case "s3":
+		if c.Storage.S3Bucket == "" {
+			add(c.errAt("signer.revocation_store", "\"s3\" needs storage.s3_bucket"))
+		}
+	default:
+		add(c.errAt("signer.revocation_store", "must be \"file\" or \"s3\", got %q", c.Signer.RevocationStore))
+	}
 	b := c.Bastion
 	if a := b.MetricsListen; a != "" {
 		if err := checkHostPort(a); err != nil {
