@@ -29,13 +29,17 @@ func freePort(t *testing.T) int {
 }
 
 // startHAProxy runs Debian's haproxy in TCP mode on 127.0.0.1:port in
-// front of backend, adding a PROXY header with option (send-proxy or
-// send-proxy-v2).
-func startHAProxy(t *testing.T, port int, backend, option string) {
+// front of the backends (round robin), adding a PROXY header with option
+// (send-proxy or send-proxy-v2).
+func startHAProxy(t *testing.T, port int, option string, backends ...string) {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "haproxy")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "  server b%d %s %s\n", i+1, b, option)
+	}
 	bstWrite(t, cfg, []byte(fmt.Sprintf(`global
   maxconn 100
 defaults
@@ -47,8 +51,8 @@ frontend ssh
   bind 127.0.0.1:%d
   default_backend bastions
 backend bastions
-  server b1 %s %s
-`, port, backend, option)), 0o644)
+  balance roundrobin
+%s`, port, servers.String())), 0o644)
 	logs := testenv.NewLogs(t, "haproxy "+option)
 	cmd := exec.Command(bin, "-db", "-f", cfg)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -106,7 +110,7 @@ func TestOpsProxyProtocol(t *testing.T) {
 	for _, option := range []string{"send-proxy-v2", "send-proxy"} {
 		t.Run(option, func(t *testing.T) {
 			lbPort := freePort(t)
-			startHAProxy(t, lbPort, bastionAddr, option)
+			startHAProxy(t, lbPort, option, bastionAddr)
 			node1 := testenv.HostBlock{Pattern: e.node1.Name, User: e.node1.Login, ProxyJump: "bastion"}
 			if e.node1.Netns == nil {
 				node1.Port = e.node1.Port
