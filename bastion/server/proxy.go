@@ -9,10 +9,11 @@ import (
 )
 
 // proxyListener wraps ln to read PROXY protocol headers when [bastion]
-// proxy_protocol is on: only connections from proxy_from are accepted,
-// and each must start with a header, whose source becomes the
-// connection's RemoteAddr (so every log line and audit event carries the
-// client's address, not the load balancer's).
+// proxy_protocol is on: connections from proxy_from must start with a
+// header, whose source becomes the connection's RemoteAddr (so every log
+// line and audit event carries the client's address, not the load
+// balancer's); connections from direct_from come without one; every other
+// connection is refused.
 func (s *Server) proxyListener(ln net.Listener) (net.Listener, error) {
 	if !s.cfg.ProxyProtocol {
 		return ln, nil
@@ -21,9 +22,14 @@ func (s *Server) proxyListener(ln net.Listener) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	direct, err := config.ParsePrefixes(s.cfg.DirectFrom)
+	if err != nil {
+		return nil, err
+	}
 	return &proxyproto.Listener{
 		Listener: ln,
 		Allow:    allow,
+		Direct:   direct,
 		Timeout:  s.cfg.HandshakeTimeout.Duration,
 		Refused: func(peer net.Addr, err error) {
 			reason := refusedProxyHeader

@@ -202,6 +202,11 @@ type Bastion struct {
 	// ProxyFrom lists the load balancers' addresses or CIDRs whose PROXY
 	// headers are trusted. Required when ProxyProtocol is set.
 	ProxyFrom []string `toml:"proxy_from"`
+	// DirectFrom lists addresses or CIDRs that may connect without the
+	// load balancer when ProxyProtocol is on (kube forwarders dialing each
+	// bastion, administrators inside the VPC); they send no PROXY header
+	// and their own address is used. Default: none, only the balancers.
+	DirectFrom []string `toml:"direct_from"`
 }
 
 // Node is one inventory entry.

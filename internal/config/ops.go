@@ -42,6 +42,12 @@ func (c *Config) validateOps(add func(error)) {
 	if _, err := ParsePrefixes(b.ProxyFrom); err != nil {
 		add(c.errAt("bastion.proxy_from", "%v", err))
 	}
+	if !b.ProxyProtocol && len(b.DirectFrom) > 0 {
+		add(c.errAt("bastion.direct_from", "set but proxy_protocol is false (without it every address connects directly)"))
+	}
+	if _, err := ParsePrefixes(b.DirectFrom); err != nil {
+		add(c.errAt("bastion.direct_from", "%v", err))
+	}
 }
 
 // ParsePrefixes parses addresses and CIDRs ("10.0.0.0/8", "192.0.2.7",

@@ -5,9 +5,12 @@
 // # Security invariants
 //
 //   - A header is only read from connections whose peer is in the
-//     listener's allow list; a connection from anywhere else is closed at
-//     accept, before any byte is read. A header from an unlisted peer is
-//     never trusted.
+//     listener's allow list. A connection from a peer in the direct list
+//     (and not in the allow list) is passed on untouched, with its own
+//     address: its bytes are SSH, a header there would fail the SSH
+//     handshake. A connection from anywhere else is closed at accept,
+//     before any byte is read. A header from an unlisted peer is never
+//     trusted.
 //   - A connection from an allowed peer MUST start with a valid header;
 //     without one it is refused (no fallback to the peer's address), since
 //     a load balancer that stopped sending headers would otherwise make

@@ -17,14 +17,19 @@ const DefaultTimeout = 10 * time.Second
 var ErrUntrustedSource = errors.New("connection not from a listed PROXY protocol source")
 
 // Listener wraps a listener whose connections come through load
-// balancers that send a PROXY header. Accept closes connections from
-// peers outside Allow and returns the others as *Conn, whose header is
-// read at the first Handshake, Read or RemoteAddr.
+// balancers that send a PROXY header. Accept returns connections from
+// peers in Allow as *Conn, whose header is read at the first Handshake,
+// Read or RemoteAddr; connections from peers in Direct (and not in Allow)
+// as they are, without a header; and closes every other one.
 type Listener struct {
 	net.Listener
 	// Allow lists the load balancers whose headers are trusted. Empty
 	// refuses every connection.
 	Allow []netip.Prefix
+	// Direct lists peers that connect without a load balancer (in-VPC
+	// forwarders, administrators' hosts): they send no header and their
+	// own address is used. A peer in both lists must send a header.
+	Direct []netip.Prefix
 	// Timeout bounds reading the header. Default DefaultTimeout.
 	Timeout time.Duration
 	// Refused, if set, is told of every refused connection: at accept
@@ -40,7 +45,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !l.allowed(c.RemoteAddr()) {
+		if !contains(l.Allow, c.RemoteAddr()) {
+			if contains(l.Direct, c.RemoteAddr()) {
+				return c, nil
+			}
 			c.Close()
 			l.refused(c.RemoteAddr(), ErrUntrustedSource)
 			continue
@@ -53,7 +61,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *Listener) allowed(a net.Addr) bool {
+// contains reports whether a is a TCP address inside one of list.
+func contains(list []netip.Prefix, a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
 		return false
@@ -63,7 +72,7 @@ func (l *Listener) allowed(a net.Addr) bool {
 		return false
 	}
 	ip = ip.Unmap()
-	for _, p := range l.Allow {
+	for _, p := range list {
 		if p.Contains(ip) {
 			return true
 		}

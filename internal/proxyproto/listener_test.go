@@ -107,3 +107,48 @@ func TestListenerRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestListenerDirect: a peer in Direct connects without a header and keeps
+// its own address; one in both lists must still send a header.
+func TestListenerDirect(t *testing.T) {
+	for _, tt := range []struct {
+		name, allow, direct string
+		wantPlain           bool
+	}{
+		{"direct peer", "10.0.0.0/8", "127.0.0.0/8", true},
+		{"peer in both lists", "127.0.0.1/32", "127.0.0.0/8", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &Listener{Listener: inner, Allow: []netip.Prefix{netip.MustParsePrefix(tt.allow)},
+				Direct: []netip.Prefix{netip.MustParsePrefix(tt.direct)}, Timeout: 200 * time.Millisecond}
+			defer l.Close()
+			c, err := net.Dial("tcp", inner.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("SSH-2.0-OpenSSH_9.9\r\n"))
+			a, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			_, isProxy := a.(*Conn)
+			if isProxy == tt.wantPlain {
+				t.Fatalf("accepted as *Conn = %v, want %v", isProxy, !tt.wantPlain)
+			}
+			if tt.wantPlain {
+				b := make([]byte, 7)
+				if _, err := io.ReadFull(a, b); err != nil || string(b) != "SSH-2.0" || a.RemoteAddr().String() != c.LocalAddr().String() {
+					t.Fatalf("direct conn read %q (%v), RemoteAddr %v want %v", b, err, a.RemoteAddr(), c.LocalAddr())
+				}
+			} else if err := a.(*Conn).Handshake(); !errors.Is(err, ErrNoHeader) {
+				t.Fatalf("listed peer without header: %v, want ErrNoHeader", err)
+			}
+		})
+	}
+}
