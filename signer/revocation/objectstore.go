@@ -216,9 +216,12 @@ func (s *ObjectStore) Update(ctx context.Context, now time.Time, change func(*Li
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	s.note(err)
+	if err == nil {
+		s.note(nil)
+	}
 	s.refreshing.Unlock()
 	if err != nil {
+		// The caller reports it; reads go on serving the last list.
 		return nil, fmt.Errorf("the shared revocation list cannot be read, nothing was changed: %w", err)
 	}
 	s.mu.Lock()
@@ -276,7 +279,7 @@ func (s *ObjectStore) refresh(ctx context.Context) error {
 	s.mu.Unlock()
 	objs, err := s.Objects.List(ctx, s.prefix())
 	if err != nil {
-		return fmt.Errorf("list %s: %w", s.source(), err)
+		return err // names the bucket and prefix
 	}
 	s.mu.Lock()
 	empty := len(s.known) == 0
@@ -318,7 +321,7 @@ func (s *ObjectStore) refresh(ctx context.Context) error {
 		}
 		c, err := s.read(ctx, o)
 		if err != nil {
-			return fmt.Errorf("read %s%s: %w", s.source(), name, err)
+			return fmt.Errorf("revocation change %s%s: %w", s.source(), name, err)
 		}
 		add = append(add, named{Name: name, Change: c})
 	}
