@@ -209,6 +209,7 @@ data_dir = %q
 # tls_cert = "/etc/postern/tls.crt"      # empty: a self-signed development certificate
 # tls_key = "/etc/postern/tls.key"
 # admin_token_file = "/etc/postern/admin-tokens"   # enables POST /v1/revoke (docs/revocation.md)
+# revocation_store = "s3"   # share the revocation list with other signers through [storage]
 
 [signer.oidc]
 %s

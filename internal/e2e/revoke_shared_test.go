@@ -183,7 +183,9 @@ s3_credentials_file = %q
 	if !strings.Contains(out, `revoked key id "alice@example.com" (generation 1)`) {
 		t.Fatalf("revoke output:\n%s", out)
 	}
+	revoked := time.Now()
 	krlB := b.waitKRL(t, 1)
+	t.Logf("signer B served the revocation made next to signer A %v after the command returned", time.Since(revoked).Round(10*time.Millisecond))
 	if !keygenRevoked(t, krlB, alice) || keygenRevoked(t, krlB, bob) {
 		t.Fatal("ssh-keygen -Q on signer B's KRL: want alice revoked, bob not")
 	}
