@@ -102,9 +102,9 @@ func (s *sharedSigner) waitKRL(t *testing.T, want uint64) string {
 // list in a real S3 server. A revocation made with `postern-signer revoke`
 // next to signer A is served by signer B, one made through B's API by A;
 // ssh-keygen -Q agrees. While S3 is down, revoking fails with a clear error
-// and writes nothing, both signers keep serving the last list, and B
-// restarted during the outage serves it from its local copy. Afterwards
-// everything resumes.
+// and writes nothing, both signers keep serving the last list, B restarted
+// during the outage serves it from its local copy, and a new signer C
+// without one fails closed. Afterwards everything resumes.
 func TestRevokeSharedBetweenSigners(t *testing.T) {
 	testenv.RequireBinary(t, "ssh-keygen")
 	s3 := s3test.Start(t)
@@ -117,9 +117,8 @@ func TestRevokeSharedBetweenSigners(t *testing.T) {
 	tokens := filepath.Join(root, "admin-tokens")
 	writeFile(t, tokens, e2eAdminToken+"\n")
 
-	signers := []*sharedSigner{{name: "signer-a"}, {name: "signer-b"}}
-	for _, s := range signers {
-		s.dir = filepath.Join(root, s.name)
+	newSigner := func(name string) *sharedSigner {
+		s := &sharedSigner{name: name, dir: filepath.Join(root, name)}
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +143,9 @@ s3_region = %q
 s3_credentials_file = %q
 `, addr, s.dir, filepath.Join(keys, "user_ca"), filepath.Join(keys, "host_ca"), tokens, s3.Bucket, s3.Endpoint, s3test.Region, creds))
 		startSharedSigner(t, bin, s)
+		return s
 	}
+	signers := []*sharedSigner{newSigner("signer-a"), newSigner("signer-b")}
 	a, b := signers[0], signers[1]
 
 	userCA, err := ca.Load(filepath.Join(keys, "user_ca"))
@@ -242,6 +243,12 @@ s3_credentials_file = %q
 		t.Fatal("restarted signer B: ssh-keygen -Q no longer sees the revocations")
 	}
 
+	// A new signer with no local copy has no list to serve: it fails closed.
+	c := newSigner("signer-c")
+	if code, _, _ := c.krl(t); code != http.StatusInternalServerError {
+		t.Fatalf("signer C without S3 and without a local copy: GET /v1/krl answered %d, want 500", code)
+	}
+
 	// S3 is back: the failed revoke left nothing behind, and revoking works.
 	s3.Start(t)
 	st, err := storage.NewS3(context.Background(), s3.S3Config("shared"))
@@ -256,9 +263,10 @@ s3_credentials_file = %q
 	if !strings.Contains(out, "(generation 3)") {
 		t.Fatalf("revoke after the outage:\n%s", out)
 	}
-	krlB = b.waitKRL(t, 3)
-	if !keygenRevoked(t, krlB, carol) {
-		t.Fatal("ssh-keygen -Q on signer B's KRL after the outage: carol not revoked")
+	for _, s := range []*sharedSigner{b, c} {
+		if p := s.waitKRL(t, 3); !keygenRevoked(t, p, carol) || !keygenRevoked(t, p, alice) {
+			t.Fatalf("ssh-keygen -Q on %s's KRL after the outage: want carol and alice revoked", s.name)
+		}
 	}
 	out = run(t, bin, "revoke", "--config", b.cfgPath, "--list")
 	if !strings.Contains(out, "generation 3, 3 revocations") {

@@ -176,7 +176,7 @@ func (s *ObjectStore) current(ctx context.Context) (*List, string, error) {
 		}
 		if locked {
 			s.mu.Lock()
-			still := time.Since(s.lastTry) >= s.interval() || s.list == nil
+			still := time.Since(s.lastTry) >= s.interval() // not just done by another
 			s.mu.Unlock()
 			if still {
 				// A client that goes away does not cut a refresh short.
