@@ -24,6 +24,7 @@ import (
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
 	"github.com/postern-dev/postern/signer/ca"
+	"github.com/postern-dev/postern/signer/revocation"
 	"github.com/postern-dev/postern/signer/server"
 )
 
@@ -65,9 +66,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		case "check-config":
 			return cmdCheck(args[1:], stdout)
 		case "revoke":
-			return cmdRevoke(args[1:], stdout)
+			return cmdRevoke(args[1:], stdout, stderr)
 		case "krl":
-			return cmdKRL(args[1:], stdout)
+			return cmdKRL(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		case "help":
@@ -121,7 +122,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer aw.Close()
-	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw})
+	revs, err := revocation.Open(context.Background(), cfg, logger)
+	if err != nil {
+		return err
+	}
+	if l, err := revs.Load(context.Background()); err != nil {
+		logger.Error("revocation list unreadable: no certificates are issued until it can be read", "store", cfg.Signer.RevocationStore, "err", err)
+	} else {
+		logger.Info("revocation list loaded", "store", cfg.Signer.RevocationStore, "generation", l.Generation, "revocations", len(l.Entries))
+	}
+	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw, Revocations: revs})
 	if err != nil {
 		return climsg.WithHint(err, "run postern-signer init --dir DIR to create the CA keys")
 	}
@@ -199,6 +209,7 @@ data_dir = %q
 # tls_cert = "/etc/postern/tls.crt"      # empty: a self-signed development certificate
 # tls_key = "/etc/postern/tls.key"
 # admin_token_file = "/etc/postern/admin-tokens"   # enables POST /v1/revoke (docs/revocation.md)
+# revocation_store = "s3"   # share the revocation list with other signers through [storage]
 
 [signer.oidc]
 %s

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"strings"
@@ -23,7 +24,7 @@ import (
 	"github.com/postern-dev/postern/signer/server"
 )
 
-func cmdRevoke(args []string, stdout io.Writer) error {
+func cmdRevoke(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("postern-signer revoke", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	keyID := fs.String("key-id", "", "revoke the person: every certificate with this key `ID`, now and later")
@@ -45,10 +46,17 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store := &revocation.FileStore{Path: cfg.Signer.RevocationFile}
 	ctx := context.Background()
+	store, err := revocation.Open(ctx, cfg, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
 	if *list {
-		return printList(ctx, store, stdout)
+		l, err := loadForReading(ctx, store, stderr)
+		if err != nil {
+			return err
+		}
+		return printList(l, stdout)
 	}
 	targets := 0
 	for _, set := range []bool{*keyID != "", *serial != 0, *keyFile != ""} {
@@ -134,7 +142,11 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 		for _, c := range issued {
 			fmt.Fprintf(stdout, "  still-valid certificate: serial %d of %s, valid until %s\n", c.Serial, c.Person, c.ValidBefore.Format(time.RFC3339))
 		}
-		fmt.Fprintf(stdout, "the running signer serves it at once (GET %s); nodes refuse it when their KRL is refreshed\n", api.PathKRL)
+		if cfg.Signer.RevocationStore == "s3" {
+			fmt.Fprintf(stdout, "every signer sharing the list serves it within seconds (GET %s); nodes refuse it when their KRL is refreshed\n", api.PathKRL)
+		} else {
+			fmt.Fprintf(stdout, "the running signer serves it at once (GET %s); nodes refuse it when their KRL is refreshed\n", api.PathKRL)
+		}
 	}
 	return nil
 }
@@ -206,11 +218,28 @@ func issuedCerts(path string, e revocation.Entry, now time.Time) []audit.Event {
 	return out
 }
 
-func printList(ctx context.Context, store revocation.Store, stdout io.Writer) error {
-	l, err := store.Load(ctx)
-	if err != nil {
-		return err
+// loadForReading reads the list for --list and krl. A shared list that
+// cannot be refreshed is shown as last read, with a warning.
+func loadForReading(ctx context.Context, store revocation.Store, stderr io.Writer) (*revocation.List, error) {
+	if r, ok := store.(interface{ Refresh(context.Context) error }); ok {
+		if err := r.Refresh(ctx); err != nil {
+			l, lerr := store.Load(ctx)
+			if lerr != nil {
+				return nil, lerr
+			}
+			fmt.Fprintf(stderr, "warning: %v\nwarning: showing the last list this host read (generation %d); newer changes may exist\n", err, l.Generation)
+			return l, nil
+		}
 	}
+	return store.Load(ctx)
+}
+
+// cliLogger logs warnings and errors of the stores for the commands.
+func cliLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func printList(l *revocation.List, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "generation %d, %d revocations", l.Generation, len(l.Entries))
 	if !l.Updated.IsZero() {
 		fmt.Fprintf(stdout, ", last change %s", l.Updated.Format(time.RFC3339))
@@ -227,7 +256,7 @@ func printList(ctx context.Context, store revocation.Store, stdout io.Writer) er
 	return tw.Flush()
 }
 
-func cmdKRL(args []string, stdout io.Writer) error {
+func cmdKRL(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("postern-signer krl", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration `FILE`")
 	out := fs.String("out", "", "write the binary KRL to `FILE` atomically (- for stdout)")
@@ -244,7 +273,12 @@ func cmdKRL(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := (&revocation.FileStore{Path: cfg.Signer.RevocationFile}).Load(context.Background())
+	ctx := context.Background()
+	store, err := revocation.Open(ctx, cfg, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	l, err := loadForReading(ctx, store, stderr)
 	if err != nil {
 		return err
 	}

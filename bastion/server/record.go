@@ -121,13 +121,7 @@ func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
 // openStore returns where recordings go: S3 when a bucket is set, else the
 // local directory.
 func openStore(st config.Storage) (storage.Store, error) {
-	if st.S3Bucket == "" {
-		return storage.NewLocal(st.LocalDir)
-	}
-	return storage.NewS3(context.Background(), storage.S3Config{
-		Bucket: st.S3Bucket, Prefix: st.S3Prefix, Region: st.S3Region, Endpoint: st.S3Endpoint, PathStyle: st.S3PathStyle,
-		Profile: st.S3Profile, CredentialsFile: st.S3CredentialsFile,
-	})
+	return storage.FromConfig(context.Background(), st)
 }
 
 // startRecording runs the uploader until the returned func is called; it

@@ -18,7 +18,7 @@ import (
 	"github.com/postern-dev/postern/internal/krl"
 )
 
-func newSigner(t *testing.T) ssh.Signer {
+func newSigner(t testing.TB) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

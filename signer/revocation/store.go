@@ -20,9 +20,10 @@ type Store interface {
 	// Load returns the current list; a list that does not exist yet is
 	// empty (generation 0).
 	Load(ctx context.Context) (*List, error)
-	// Update runs change on the current list under an exclusive lock.
-	// When change reports a change, the list's generation is incremented,
-	// Updated set to now, and the list stored before Update returns.
+	// Update runs change on the current list (under an exclusive lock for
+	// FileStore; ObjectStore has none and keeps concurrent changes).
+	// When change reports a change, the list's generation grows, Updated
+	// is set, and the change is stored before Update returns.
 	Update(ctx context.Context, now time.Time, change func(*List) (bool, error)) (*List, error)
 	// Stamp is a cheap token that differs whenever the stored list may
 	// have changed (for a file: inode, size and modification time).

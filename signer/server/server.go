@@ -44,8 +44,8 @@ type Options struct {
 	IdPClient *http.Client
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// Revocations stores the revocation list (nil: a file store at the
-	// config's signer.revocation_file).
+	// Revocations stores the revocation list (nil: the store the config's
+	// signer.revocation_store names, see revocation.Open).
 	Revocations revocation.Store
 }
 
@@ -79,7 +79,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	m := newSignerMetrics()
 	s := &Server{cfg: cfg, log: opts.Logger, audit: countingEmitter{inner: opts.Audit, m: m}, now: opts.Now, metrics: m}
 	if opts.Revocations == nil {
-		opts.Revocations = &revocation.FileStore{Path: cfg.Signer.RevocationFile}
+		st, err := revocation.Open(context.Background(), cfg, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		opts.Revocations = st
 	}
 	s.revs = &revocation.Cache{Store: opts.Revocations}
 	var err error
