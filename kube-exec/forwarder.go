@@ -21,11 +21,26 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration `FILE` ([kube] and [kube.forwarder])")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `FORMAT`: text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
+	}
 	if *cfgPath == "" {
-		return climsg.WithHint(errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/postern.toml")
+		return climsg.WithHint(errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/kube-forwarder.toml")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -34,11 +49,6 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := cfg.CheckForwarder(); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	f := cfg.Kube.Forwarder
 	if f.AuditLog != "-" {
 		if err := os.MkdirAll(f.DataDir, 0o700); err != nil {

@@ -24,7 +24,8 @@ the postern bastion, as you: no Kubernetes credentials on your machine.
 Usage:
   kube-exec [--cluster NAME] -- COMMAND [ARGS...]   e.g. kube-exec --cluster prod -- kubectl get pods
   kube-exec proxy --cluster NAME [--listen ADDR]    a long-running local endpoint (see postern kube config)
-  kube-exec forwarder --config FILE                 the in-VPC forwarder ([kube.forwarder])
+  kube-exec forwarder --config FILE                 the in-VPC forwarder ([kube.forwarder]),
+      [--log-level LEVEL] [--log-format text|json]  logging at info, as text, by default
   kube-exec --version
 
 Client flags (kube-exec and kube-exec proxy):

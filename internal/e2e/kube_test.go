@@ -57,6 +57,7 @@ type kubeEnv struct {
 	bastionLog  string // audit
 	fwdCfg      string
 	fwdLog      string // audit
+	fwdMetrics  string // the forwarder's metrics_listen
 	bastion     *kproc
 	fwd         *kproc
 }
@@ -147,6 +148,7 @@ nodes = ["*.internal"]
 `, e.addr, bdir, filepath.Join(e.dir, "user_ca.pub"), e.bastionLog, filepath.Join(e.dir, "host_ca.pub"), kubeCluster)), 0o600)
 
 	e.fwdLog = filepath.Join(e.dir, "forwarder-audit.log")
+	e.fwdMetrics = kubeFreeAddr(t)
 	e.fwdCfg = filepath.Join(e.dir, "forwarder.toml")
 	kubeWrite(t, e.fwdCfg, []byte(fmt.Sprintf(`
 [kube]
@@ -162,7 +164,8 @@ host_ca = %q
 audit_log = %q
 min_backoff = "100ms"
 max_backoff = "1s"
-`, kubeCluster, fwdKubeconfig, e.addr, fdir, filepath.Join(e.dir, "host_ca.pub"), e.fwdLog)), 0o600)
+metrics_listen = %q
+`, kubeCluster, fwdKubeconfig, e.addr, fdir, filepath.Join(e.dir, "host_ca.pub"), e.fwdLog, e.fwdMetrics)), 0o600)
 
 	e.startBastion(t)
 	e.startForwarder(t)

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/postern-dev/postern/internal/api"
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/testenv"
 )
@@ -259,5 +261,106 @@ func TestOpsReload(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("the open session did not finish")
+	}
+}
+
+// metricValue returns the value of one series (name{labels} as
+// Prometheus prints it) in a /metrics body.
+func metricValue(body, series string) (float64, bool) {
+	for _, l := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(l, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// waitMetric waits until the series at base/metrics satisfies ok.
+func waitMetric(t *testing.T, base, series string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, body := httpGet(t, base+"/metrics")
+		v, found := metricValue(body, series)
+		if found && ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v (found %v) never satisfied the test; /metrics:\n%s", series, v, found, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitStatus waits until GET base+path answers code.
+func waitStatus(t *testing.T, base, path string, code int) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, body := httpGet(t, base+path)
+		if got == code {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d %q, want %d", path, got, body, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func is(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+
+func atLeast(want float64) func(float64) bool { return func(v float64) bool { return v >= want } }
+
+// TestOpsSignerMetrics: a real login through the test IdP and a refused
+// one (carol is in no role's group) move the signer's login and
+// certificate counters, and a host certificate asked for without a join
+// token counts as refused.
+func TestOpsSignerMetrics(t *testing.T) {
+	metricsAddr := freeAddr(t)
+	s := startStackSigner(t, fmt.Sprintf("metrics_listen = %q", metricsAddr), "")
+	base := "http://" + metricsAddr
+	if code, _ := httpGet(t, base+"/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	waitStatus(t, base, "/readyz", 200)
+	for _, series := range []string{
+		`postern_signer_logins_total{result="started"}`,
+		`postern_signer_certificates_total{kind="user",result="issued"}`,
+		`postern_signer_certificates_total{kind="user",result="refused"}`,
+		`postern_signer_certificates_total{kind="host",result="refused"}`,
+	} {
+		waitMetric(t, base, series, is(0))
+	}
+
+	if p, code := s.browserLogin(t, "alice", "alice-pw", "--signer", s.signerURL, "--signer-ca", s.tlsCA); code != 0 {
+		t.Fatalf("alice's login: exit %d\n%s", code, p.stderr)
+	}
+	if _, code := s.browserLogin(t, "carol", "carol-pw", "--signer", s.signerURL, "--signer-ca", s.tlsCA); code == 0 {
+		t.Fatal("carol, in no role's group, got a certificate")
+	}
+	resp, err := s.https.Post(s.signerURL+api.PathHostCert, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("host-cert without a join token: %d", resp.StatusCode)
+	}
+
+	waitMetric(t, base, `postern_signer_logins_total{result="started"}`, is(2))
+	waitMetric(t, base, `postern_signer_logins_total{result="failed"}`, is(1))
+	waitMetric(t, base, `postern_signer_certificates_total{kind="user",result="issued"}`, is(1))
+	waitMetric(t, base, `postern_signer_certificates_total{kind="user",result="refused"}`, is(1))
+	waitMetric(t, base, `postern_signer_certificates_total{kind="host",result="refused"}`, is(1))
+	waitMetric(t, base, `postern_signer_audit_events_total{event="cert.issued"}`, is(1))
+	waitMetric(t, base, `postern_signer_audit_errors_total`, is(0))
+	// The counters agree with the audit log.
+	if n := len(s.events(t, audit.CertIssued)); n != 1 {
+		t.Errorf("%d cert.issued events", n)
+	}
+	if n := len(s.events(t, audit.CertRefused)); n != 1 {
+		t.Errorf("%d cert.refused events", n)
 	}
 }

@@ -139,6 +139,13 @@ max_ttl = "8h"
 
 func startStack(t *testing.T, extraConfig string) *stack {
 	t.Helper()
+	return startStackSigner(t, "", extraConfig)
+}
+
+// startStackSigner is startStack with signerKeys added to [signer] (e.g.
+// metrics_listen).
+func startStackSigner(t *testing.T, signerKeys, extraConfig string) *stack {
+	t.Helper()
 	for _, b := range []string{"ssh-agent", "ssh-add", "ssh-keygen"} {
 		testenv.RequireBinary(t, b)
 	}
@@ -164,6 +171,7 @@ func startStack(t *testing.T, extraConfig string) *stack {
 [signer]
 listen = %q
 data_dir = %q
+%s
 [signer.oidc]
 issuer = "http://%s"
 client_secret_file = %q
@@ -171,7 +179,7 @@ client_secret_file = %q
 public_addr = "127.0.0.1:2222"
 jump_hosts = ["*.internal", "node2"]
 %s
-%s`, signerAddr, s.dir, idpAddr, secret, extraConfig, stackRoles))
+%s`, signerAddr, s.dir, signerKeys, idpAddr, secret, extraConfig, stackRoles))
 	startProc(t, "postern-signer", func(out string) bool { return strings.Contains(out, "signer listening") },
 		signerBin, "--config", s.cfgPath)
 

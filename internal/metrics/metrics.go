@@ -56,6 +56,16 @@ type GaugeVec struct{ v *prometheus.GaugeVec }
 // Add adds n (possibly negative) to the gauge of these label values.
 func (g GaugeVec) Add(n float64, values ...string) { g.v.WithLabelValues(values...).Add(n) }
 
+// Set sets the gauge of these label values to n.
+func (g GaugeVec) Set(n float64, values ...string) { g.v.WithLabelValues(values...).Set(n) }
+
+// HistogramVec is histograms by label values.
+type HistogramVec struct{ v *prometheus.HistogramVec }
+
+// Observe adds one observation of v (in the metric's unit, e.g. seconds)
+// to the histogram of these label values.
+func (h HistogramVec) Observe(v float64, values ...string) { h.v.WithLabelValues(values...).Observe(v) }
+
 // Counter registers a counter postern_SUB_NAME.
 func (r *Registry) Counter(name, help string) Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: r.sub, Name: name, Help: help})
@@ -83,6 +93,17 @@ func (r *Registry) GaugeVec(name, help string, labels []string, initial ...[]str
 		v.WithLabelValues(vals...)
 	}
 	return GaugeVec{v}
+}
+
+// HistogramVec registers histograms postern_SUB_NAME with these bucket
+// upper bounds and labels; initial as for CounterVec.
+func (r *Registry) HistogramVec(name, help string, buckets []float64, labels []string, initial ...[]string) HistogramVec {
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: r.sub, Name: name, Help: help, Buckets: buckets}, labels)
+	r.reg.MustRegister(v)
+	for _, vals := range initial {
+		v.WithLabelValues(vals...)
+	}
+	return HistogramVec{v}
 }
 
 // GaugeFunc registers a gauge read from f at each scrape.

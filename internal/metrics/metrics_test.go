@@ -24,6 +24,9 @@ func TestHandler(t *testing.T) {
 	c.Add(2, "ok")
 	g := r.GaugeVec("open", "Open things.", []string{"mode"})
 	g.Add(1, "relay")
+	g.Set(5, "kube")
+	hv := r.HistogramVec("wait_seconds", "Waits.", []float64{0.1, 1}, []string{"verb"}, []string{"get"})
+	hv.Observe(0.5, "get")
 	r.GaugeFunc("pending", "Pending.", func() float64 { return 7 })
 	r.CounterFunc("errors_total", "Errors.", func() float64 { return 3 })
 	var notReady error = errors.New("starting")
@@ -37,6 +40,10 @@ func TestHandler(t *testing.T) {
 		`postern_test_things_total{result="ok"} 3`,
 		`postern_test_things_total{result="refused"} 0`,
 		`postern_test_open{mode="relay"} 1`,
+		`postern_test_open{mode="kube"} 5`,
+		`postern_test_wait_seconds_bucket{verb="get",le="0.1"} 0`,
+		`postern_test_wait_seconds_bucket{verb="get",le="1"} 1`,
+		`postern_test_wait_seconds_count{verb="get"} 1`,
 		`postern_test_pending 7`,
 		`postern_test_errors_total 3`,
 		`go_goroutines`,

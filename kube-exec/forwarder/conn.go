@@ -23,6 +23,8 @@ type channelAddr string
 func (a channelAddr) Network() string { return "ssh" }
 func (a channelAddr) String() string  { return string(a) }
 
+func (c *channelConn) identity() kubeproto.Identity { return c.id }
+
 func (c *channelConn) LocalAddr() net.Addr              { return channelAddr("forwarder") }
 func (c *channelConn) RemoteAddr() net.Addr             { return channelAddr(c.bastion + "/" + c.id.SessionID) }
 func (c *channelConn) SetDeadline(time.Time) error      { return nil }

@@ -19,4 +19,8 @@
 //     [kubeproto.ChannelType] channels and no other requests.
 //   - Every request is one kube.request audit event, written when the
 //     request ends (a watch or an upgraded stream at its end).
+//   - Metrics (kube.forwarder.metrics_listen) carry counts only. Their
+//     labels come from the configuration (the bastions' addresses) or
+//     fixed sets (HTTP code, a known verb or "other"), never from a
+//     person, a path or a header, so a client cannot add series.
 package forwarder

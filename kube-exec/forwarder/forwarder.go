@@ -24,6 +24,7 @@ import (
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/kubeproto"
+	"github.com/postern-dev/postern/internal/metrics"
 )
 
 // Options are a forwarder's collaborators.
@@ -49,14 +50,23 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	p := &Proxy{Cluster: f.Cluster, Target: target, Transport: rt, UpgradeTransport: upgrade, Audit: opts.Audit, Logger: log}
+	m := newFwdMetrics(f.Bastions)
+	if f.MetricsListen != "" {
+		ln, err := metrics.Listen(f.MetricsListen)
+		if err != nil {
+			return err
+		}
+		api := newAPIProbe(target, rt)
+		go m.reg.Serve(ctx, ln, func() error { return ready(m, api) }, log)
+	}
+	p := &Proxy{Cluster: f.Cluster, Target: target, Transport: rt, UpgradeTransport: upgrade, Audit: countingEmitter{inner: opts.Audit, m: m}, Logger: log}
 	p.Init()
 	ln := newChanListener()
 	srv := &http.Server{
 		Handler: p,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if cc, ok := c.(*channelConn); ok {
-				return WithIdentity(ctx, cc.id)
+			if cc, ok := c.(interface{ identity() kubeproto.Identity }); ok {
+				return WithIdentity(ctx, cc.identity())
 			}
 			return ctx
 		},
@@ -72,8 +82,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			KeepAlive: cfg.Kube.KeepAlive.Duration, MinBackoff: f.MinBackoff.Duration, MaxBackoff: f.MaxBackoff.Duration,
 			DialTimeout: f.DialTimeout.Duration, Logger: log,
 			Deliver: func(ch ssh.Channel, id kubeproto.Identity, bastion string) {
-				ln.deliver(&channelConn{Channel: ch, id: id, bastion: bastion})
+				ln.deliver(m.count(&channelConn{Channel: ch, id: id, bastion: bastion}))
 			},
+			metrics: m,
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); t.Run(ctx) }()

@@ -41,8 +41,12 @@ type Tunnel struct {
 	// Now is the clock for certificate checks. Default time.Now.
 	Now func() time.Time
 
+	// metrics, when set, counts the tunnel's ups, downs and failures.
+	metrics *fwdMetrics
+
 	mu        sync.Mutex
 	connected bool
+	wasUp     bool // registered at least once
 }
 
 // Connected reports whether the tunnel is up and registered.
@@ -63,9 +67,12 @@ func (t *Tunnel) Run(ctx context.Context) {
 	backoff := t.MinBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := t.once(ctx, log)
+		registered, err := t.once(ctx, log)
 		if ctx.Err() != nil {
 			return
+		}
+		if !registered {
+			t.metrics.connectFailed(t.Addr)
 		}
 		if time.Since(start) > 2*t.MaxBackoff {
 			backoff = t.MinBackoff
@@ -83,16 +90,23 @@ func (t *Tunnel) Run(ctx context.Context) {
 
 func (t *Tunnel) setConnected(v bool) {
 	t.mu.Lock()
+	again := v && t.wasUp
 	t.connected = v
+	t.wasUp = t.wasUp || v
 	t.mu.Unlock()
+	t.metrics.tunnel(t.Addr, v)
+	if again {
+		t.metrics.reconnected(t.Addr)
+	}
 }
 
-// once runs one connection until it is lost.
-func (t *Tunnel) once(ctx context.Context, log *slog.Logger) error {
+// once runs one connection until it is lost; registered says whether it
+// got as far as being registered with the bastion.
+func (t *Tunnel) once(ctx context.Context, log *slog.Logger) (registered bool, err error) {
 	d := net.Dialer{Timeout: t.DialTimeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
-		return fmt.Errorf("dial: %w", err)
+		return false, fmt.Errorf("dial: %w", err)
 	}
 	checker := &ssh.CertChecker{
 		IsHostAuthority: func(auth ssh.PublicKey, _ string) bool { return t.isCA(auth) },
@@ -109,7 +123,7 @@ func (t *Tunnel) once(ctx context.Context, log *slog.Logger) error {
 	conn, chans, reqs, err := ssh.NewClientConn(raw, t.Addr, cfg)
 	if err != nil {
 		raw.Close()
-		return fmt.Errorf("ssh handshake: %w", err)
+		return false, fmt.Errorf("ssh handshake: %w", err)
 	}
 	_ = raw.SetDeadline(time.Time{})
 	defer conn.Close()
@@ -118,10 +132,10 @@ func (t *Tunnel) once(ctx context.Context, log *slog.Logger) error {
 	payload, _ := json.Marshal(kubeproto.Register{Cluster: t.Cluster, ID: t.ID, Version: version.Version})
 	ok, msg, err := conn.SendRequest(kubeproto.RegisterRequest, true, payload)
 	if err != nil {
-		return fmt.Errorf("register: %w", err)
+		return false, fmt.Errorf("register: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("the bastion refused this forwarder for cluster %s: %s", t.Cluster, bytes.TrimSpace(msg))
+		return false, fmt.Errorf("the bastion refused this forwarder for cluster %s: %s", t.Cluster, bytes.TrimSpace(msg))
 	}
 	log.Info("tunnel up: registered", "cluster", t.Cluster)
 	t.setConnected(true)
@@ -153,9 +167,9 @@ func (t *Tunnel) once(ctx context.Context, log *slog.Logger) error {
 	}
 	select {
 	case err := <-lost:
-		return err
+		return true, err
 	default:
-		return errors.New("connection closed by the bastion")
+		return true, errors.New("connection closed by the bastion")
 	}
 }
 

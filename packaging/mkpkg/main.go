@@ -1,7 +1,8 @@
 // Command mkpkg builds postern's .deb and .rpm packages with nfpm: it
 // cross-compiles the binaries (CGO_ENABLED=0, -trimpath, the version linked
 // in), renders man pages from their --help output, and packs the server
-// package (postern-server) and the client package (postern) for each
+// package (postern-server), the client package (postern) and the kube
+// forwarder's service package (postern-kube-forwarder) for each
 // architecture. What goes into which package is declared in spec.go.
 //
 // It is its own module so that nfpm and its many dependencies stay out of
@@ -11,9 +12,8 @@
 //
 // # Invariants
 //
-//   - A required binary whose main package is missing or does not build
-//     fails the run, naming the binary and the package; optional ones
-//     (kube-exec until it exists) are left out.
+//   - A binary whose main package is missing or does not build fails the
+//     run, naming the binary and the package.
 //   - Nothing is enabled or started by the packages; /var/lib/postern (the
 //     CA keys) is never removed, not even on purge.
 package main
@@ -124,8 +124,8 @@ func run(ctx context.Context, o options) error {
 	}
 	packagingDir := filepath.Join(root, "packaging")
 
-	// Which binaries exist? A required one that is missing is an error
-	// for every package that needs it, reported all at once.
+	// Every binary must exist: one that is missing is an error for every
+	// package that needs it, reported all at once.
 	present := map[string]bool{}
 	var missing []error
 	for _, p := range packages {
@@ -136,10 +136,8 @@ func run(ctx context.Context, o options) error {
 				return err
 			case ok:
 				present[b.name] = true
-			case !b.optional:
-				missing = append(missing, fmt.Errorf("%s needs %s, but %s has no main package (yet)", p.name, b.name, b.pkg))
 			default:
-				fmt.Printf("mkpkg: leaving out optional %s: %s has no main package\n", b.name, b.pkg)
+				missing = append(missing, fmt.Errorf("%s needs %s, but %s has no main package", p.name, b.name, b.pkg))
 			}
 		}
 	}
@@ -314,6 +312,7 @@ func packageInfo(p pkgSpec, arch, format, version string, o options, packagingDi
 		Overridables: nfpm.Overridables{
 			Contents:   contents,
 			Recommends: p.recommends[format],
+			Depends:    sameVersionDepends(p.sameVersion, format, version),
 		},
 	}
 	info.RPM.Summary = p.summary
@@ -322,16 +321,30 @@ func packageInfo(p pkgSpec, arch, format, version string, o options, packagingDi
 		info.Description = p.description
 	}
 	info.RPM.Group = "System Environment/Daemons"
-	if p.scripts {
-		dir := filepath.Join(packagingDir, "scripts")
+	if sc := p.scripts; sc != nil {
 		info.Scripts = nfpm.Scripts{
-			PreInstall:  filepath.Join(dir, "preinstall.sh"),
-			PostInstall: filepath.Join(dir, "postinstall.sh"),
-			PreRemove:   filepath.Join(dir, "preremove.sh"),
-			PostRemove:  filepath.Join(dir, "postremove.sh"),
+			PreInstall:  filepath.Join(packagingDir, sc.preinstall),
+			PostInstall: filepath.Join(packagingDir, sc.postinstall),
+			PreRemove:   filepath.Join(packagingDir, sc.preremove),
+			PostRemove:  filepath.Join(packagingDir, sc.postremove),
 		}
 	}
 	return nfpm.WithDefaults(info)
+}
+
+// sameVersionDepends spells "exactly this version of each of names" in
+// the format's syntax. An rpm dependency without a release matches every
+// release of the version.
+func sameVersionDepends(names []string, format, version string) []string {
+	var out []string
+	for _, n := range names {
+		if format == "rpm" {
+			out = append(out, n+" = "+version)
+		} else {
+			out = append(out, n+" (= "+version+")")
+		}
+	}
+	return out
 }
 
 // pack writes the package into dir under its conventional name.

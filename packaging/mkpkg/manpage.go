@@ -68,7 +68,7 @@ func manPage(b binary, version, mainHelp string, cmdHelp map[string]string) stri
 	var see []string
 	for _, p := range packages {
 		for _, o := range p.binaries {
-			if o.name != b.name && !o.optional {
+			if o.name != b.name {
 				see = append(see, fmt.Sprintf(".BR %s (%d)", o.name, o.manSection))
 			}
 		}

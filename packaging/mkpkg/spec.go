@@ -4,10 +4,6 @@ package main
 type binary struct {
 	name string // installed as /usr/bin/NAME
 	pkg  string // main package, relative to the module root
-	// optional binaries are packaged when their main package exists and
-	// silently left out while it does not (kube-exec, not written yet).
-	// A required binary that is missing fails the build.
-	optional bool
 	// manSection is 8 for daemons and admin tools, 1 for user commands.
 	manSection int
 	// commands are subcommands whose "--help" goes into the man page.
@@ -45,7 +41,17 @@ type pkgSpec struct {
 	// recommends, per format ("deb", "rpm"), since the distributions name
 	// the same thing differently.
 	recommends map[string][]string
-	scripts    bool // preinstall/postinstall/preremove/postremove from packaging/scripts
+	// sameVersion are packages this one depends on at exactly its own
+	// version (a unit for a binary that another package ships).
+	sameVersion []string
+	// scripts are the maintainer scripts, relative to packaging/; nil for
+	// none.
+	scripts *scriptSet
+}
+
+// scriptSet is a package's maintainer scripts, shared by deb and rpm.
+type scriptSet struct {
+	preinstall, postinstall, preremove, postremove string
 }
 
 const serverFiles = `.TP
@@ -60,6 +66,14 @@ host key and certificate, user CA public key, spool and audit log
 .TP
 .I /var/lib/postern/recordings
 session recordings when no S3 bucket is configured
+`
+
+const kubeExecFiles = `.TP
+.I /etc/postern/kube-forwarder.toml
+the configuration of kube\-exec forwarder under systemd (package postern\-kube\-forwarder)
+.TP
+.I /var/lib/postern/kube-forwarder
+the forwarder's host key and certificate, the host CA public key, its audit log
 `
 
 // packages are the packages make package builds. Everything they contain
@@ -97,7 +111,10 @@ The services are installed but neither enabled nor started.`,
 			"deb": {"openssh-client"},
 			"rpm": {"openssh-clients"},
 		},
-		scripts: true,
+		scripts: &scriptSet{
+			preinstall: "scripts/preinstall.sh", postinstall: "scripts/postinstall.sh",
+			preremove: "scripts/preremove.sh", postremove: "scripts/postremove.sh",
+		},
 	},
 	{
 		name:    "postern",
@@ -108,11 +125,41 @@ ssh, scp, sftp and rsync reach the nodes through the postern bastion.`,
 		binaries: []binary{
 			{name: "postern", pkg: "./agent-helper", manSection: 1,
 				commands: []string{"login", "status", "logout", "config"}},
-			{name: "kube-exec", pkg: "./kube-exec", manSection: 1, optional: true},
+			{name: "kube-exec", pkg: "./kube-exec", manSection: 1,
+				commands: []string{"proxy", "forwarder"}, files: kubeExecFiles},
 		},
 		recommends: map[string][]string{
 			"deb": {"openssh-client"},
 			"rpm": {"openssh-clients"},
+		},
+	},
+	{
+		// The forwarder's binary is kube-exec, in the client package; this
+		// package makes a host run it as a service. It shares the postern
+		// user and the preinstall that creates it with postern-server, so
+		// both may be installed on one host, in either order.
+		name:    "postern-kube-forwarder",
+		summary: "postern access plane: the kube forwarder service",
+		description: `postern-kube-forwarder runs kube-exec forwarder as a systemd service:
+inside a Kubernetes cluster's network it dials out to the postern
+bastions and carries people's kubectl requests to the API server, as
+them (impersonation), writing one audit event per request.
+The service is installed but neither enabled nor started.`,
+		files: []file{
+			{src: "files/kube-forwarder.toml", dst: "/etc/postern/kube-forwarder.toml", mode: 0o640, owner: "root", group: "postern", kind: "config|noreplace"},
+			{src: "systemd/postern-kube-forwarder.service", dst: "/usr/lib/systemd/system/postern-kube-forwarder.service", mode: 0o644, owner: "root", group: "root"},
+		},
+		dirs: []dir{
+			// /etc/postern and /var/lib/postern exactly as postern-server
+			// has them: a directory two packages own must agree.
+			{path: "/etc/postern", mode: 0o750, owner: "root", group: "postern"},
+			{path: "/var/lib/postern", mode: 0o750, owner: "postern", group: "postern"},
+			{path: "/var/lib/postern/kube-forwarder", mode: 0o700, owner: "postern", group: "postern"},
+		},
+		sameVersion: []string{"postern"},
+		scripts: &scriptSet{
+			preinstall: "scripts/preinstall.sh", postinstall: "scripts/kube-forwarder/postinstall.sh",
+			preremove: "scripts/kube-forwarder/preremove.sh", postremove: "scripts/kube-forwarder/postremove.sh",
 		},
 	},
 }

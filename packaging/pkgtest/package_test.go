@@ -26,11 +26,6 @@ const (
 	// dpkg and rpm accept and order after the tag.
 	testVersion = "v1.2.3-4-gabc1234-dirty"
 	pkgVersion  = "1.2.3+4.gabc1234.dirty"
-
-	serverDeb = "postern-server_" + pkgVersion + "_amd64.deb"
-	clientDeb = "postern_" + pkgVersion + "_amd64.deb"
-	serverRPM = "postern-server-" + pkgVersion + "-1.x86_64.rpm"
-	clientRPM = "postern-" + pkgVersion + "-1.x86_64.rpm"
 )
 
 // entry is a packaged path as ls -l shows it.
@@ -54,27 +49,70 @@ var serverFiles = map[string]entry{
 	"/var/lib/postern/recordings":                        {"drwxr-x---", "postern", "postern"},
 }
 
-func clientFiles(root string) map[string]entry {
-	m := map[string]entry{
-		"/usr/bin/postern":                 {"-rwxr-xr-x", "root", "root"},
-		"/usr/share/man/man1/postern.1.gz": {"-rw-r--r--", "root", "root"},
-	}
-	// kube-exec joins the client package once its main package exists.
-	if _, err := os.Stat(filepath.Join(root, "kube-exec")); err == nil {
-		m["/usr/bin/kube-exec"] = entry{"-rwxr-xr-x", "root", "root"}
-		m["/usr/share/man/man1/kube-exec.1.gz"] = entry{"-rw-r--r--", "root", "root"}
-	}
-	return m
+var clientFiles = map[string]entry{
+	"/usr/bin/postern":                   {"-rwxr-xr-x", "root", "root"},
+	"/usr/share/man/man1/postern.1.gz":   {"-rw-r--r--", "root", "root"},
+	"/usr/bin/kube-exec":                 {"-rwxr-xr-x", "root", "root"},
+	"/usr/share/man/man1/kube-exec.1.gz": {"-rw-r--r--", "root", "root"},
+}
+
+// forwarderFiles is postern-kube-forwarder: the unit, its configuration
+// and data directory; its binary, kube-exec, is the client package's.
+// /etc/postern and /var/lib/postern are exactly as in postern-server.
+var forwarderFiles = map[string]entry{
+	"/etc/postern":                     {"drwxr-x---", "root", "postern"},
+	"/etc/postern/kube-forwarder.toml": {"-rw-r-----", "root", "postern"},
+	"/usr/lib/systemd/system/postern-kube-forwarder.service": {"-rw-r--r--", "root", "root"},
+	"/var/lib/postern":                {"drwxr-x---", "postern", "postern"},
+	"/var/lib/postern/kube-forwarder": {"drwx------", "postern", "postern"},
 }
 
 var plainDir = entry{"drwxr-xr-x", "root", "root"}
 
-var scriptNames = map[string]string{ // deb control file -> packaging/scripts
-	"preinst":  "preinstall.sh",
-	"postinst": "postinstall.sh",
-	"prerm":    "preremove.sh",
-	"postrm":   "postremove.sh",
+// pkgWant is what one package must be.
+type pkgWant struct {
+	name, summary string
+	deb, rpm      string // file names for amd64
+	files         map[string]entry
+	conffile      string // the one conffile, "" for none
+	// scripts maps deb control file names (preinst, …) to the maintainer
+	// scripts under packaging/; nil: the package has none.
+	scripts map[string]string
+	// deb Depends and Recommends; rpm Requires (without rpmlib()).
+	depends, recommends, requires string
 }
+
+var (
+	serverPkg = pkgWant{
+		name: "postern-server", summary: "postern access plane: SSH certificate authority and bastion",
+		deb: "postern-server_" + pkgVersion + "_amd64.deb", rpm: "postern-server-" + pkgVersion + "-1.x86_64.rpm",
+		files: serverFiles, conffile: "/etc/postern/postern.toml",
+		scripts: map[string]string{
+			"preinst": "scripts/preinstall.sh", "postinst": "scripts/postinstall.sh",
+			"prerm": "scripts/preremove.sh", "postrm": "scripts/postremove.sh",
+		},
+		recommends: "openssh-client",
+	}
+	clientPkg = pkgWant{
+		name: "postern", summary: "postern access plane: the command-line client",
+		deb: "postern_" + pkgVersion + "_amd64.deb", rpm: "postern-" + pkgVersion + "-1.x86_64.rpm",
+		files: clientFiles, recommends: "openssh-client",
+	}
+	forwarderPkg = pkgWant{
+		name: "postern-kube-forwarder", summary: "postern access plane: the kube forwarder service",
+		deb: "postern-kube-forwarder_" + pkgVersion + "_amd64.deb", rpm: "postern-kube-forwarder-" + pkgVersion + "-1.x86_64.rpm",
+		files: forwarderFiles, conffile: "/etc/postern/kube-forwarder.toml",
+		scripts: map[string]string{
+			// the same preinstall as postern-server: one way to make the user
+			"preinst": "scripts/preinstall.sh", "postinst": "scripts/kube-forwarder/postinstall.sh",
+			"prerm": "scripts/kube-forwarder/preremove.sh", "postrm": "scripts/kube-forwarder/postremove.sh",
+		},
+		depends: "postern (= " + pkgVersion + ")", requires: "postern = " + pkgVersion,
+	}
+	allPkgs = []pkgWant{serverPkg, clientPkg, forwarderPkg}
+)
+
+var rpmScriptTags = map[string]string{"preinst": "PREIN", "postinst": "POSTIN", "prerm": "PREUN", "postrm": "POSTUN"}
 
 func TestPackages(t *testing.T) {
 	goBin := testenv.RequireBinary(t, "go")
@@ -83,92 +121,92 @@ func TestPackages(t *testing.T) {
 	analyze := testenv.RequireBinary(t, "systemd-analyze")
 	root := moduleRoot(t, goBin)
 	dist := buildPackages(t, goBin, root)
-	for _, f := range []string{serverDeb, clientDeb, serverRPM, clientRPM} {
-		if _, err := os.Stat(filepath.Join(dist, f)); err != nil {
-			t.Fatalf("mkpkg did not write %s: %v", f, err)
+	for _, p := range allPkgs {
+		for _, f := range []string{p.deb, p.rpm} {
+			if _, err := os.Stat(filepath.Join(dist, f)); err != nil {
+				t.Fatalf("mkpkg did not write %s: %v", f, err)
+			}
 		}
 	}
-	deb := filepath.Join(dist, serverDeb)
+	deb := filepath.Join(dist, serverPkg.deb)
+	readPackaging := func(t *testing.T, rel string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, "packaging", rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 
 	t.Run("deb-metadata", func(t *testing.T) {
-		fields := map[string]string{}
-		for _, f := range []string{"Package", "Version", "Architecture", "Section", "Priority", "Maintainer", "Recommends", "Homepage", "Depends"} {
-			fields[f] = strings.TrimSpace(mustRun(t, "", nil, dpkgDeb, "--field", deb, f))
-		}
-		want := map[string]string{
-			"Package": "postern-server", "Version": pkgVersion, "Architecture": "amd64",
-			"Section": "net", "Priority": "optional", "Recommends": "openssh-client",
-			"Homepage": "https://github.com/postern-dev/postern", "Depends": "",
-		}
-		for k, v := range want {
-			if fields[k] != v {
-				t.Errorf("%s: %s = %q, want %q", serverDeb, k, fields[k], v)
+		for _, p := range allPkgs {
+			path := filepath.Join(dist, p.deb)
+			fields := map[string]string{}
+			for _, f := range []string{"Package", "Version", "Architecture", "Section", "Priority", "Maintainer", "Recommends", "Homepage", "Depends"} {
+				fields[f] = strings.TrimSpace(mustRun(t, "", nil, dpkgDeb, "--field", path, f))
 			}
-		}
-		if fields["Maintainer"] == "" {
-			t.Errorf("%s: no Maintainer", serverDeb)
-		}
-		info := mustRun(t, "", nil, dpkgDeb, "--info", deb)
-		if !strings.Contains(info, "Description: postern access plane: SSH certificate authority and bastion") {
-			t.Errorf("dpkg-deb --info: no synopsis line:\n%s", info)
-		}
+			want := map[string]string{
+				"Package": p.name, "Version": pkgVersion, "Architecture": "amd64",
+				"Section": "net", "Priority": "optional", "Recommends": p.recommends,
+				"Homepage": "https://github.com/postern-dev/postern", "Depends": p.depends,
+			}
+			for k, v := range want {
+				if fields[k] != v {
+					t.Errorf("%s: %s = %q, want %q", p.deb, k, fields[k], v)
+				}
+			}
+			if fields["Maintainer"] == "" {
+				t.Errorf("%s: no Maintainer", p.deb)
+			}
+			info := mustRun(t, "", nil, dpkgDeb, "--info", path)
+			if !strings.Contains(info, "Description: "+p.summary+"\n") {
+				t.Errorf("dpkg-deb --info %s: no synopsis line:\n%s", p.deb, info)
+			}
 
-		ctrl := t.TempDir()
-		mustRun(t, "", nil, dpkgDeb, "--control", deb, ctrl)
-		if got, _ := os.ReadFile(filepath.Join(ctrl, "conffiles")); string(got) != "/etc/postern/postern.toml\n" {
-			t.Errorf("conffiles = %q, want only /etc/postern/postern.toml", got)
-		}
-		for deb, src := range scriptNames {
-			got, err := os.ReadFile(filepath.Join(ctrl, deb))
-			if err != nil {
-				t.Errorf("no %s in the control archive: %v", deb, err)
-				continue
+			ctrl := t.TempDir()
+			mustRun(t, "", nil, dpkgDeb, "--control", path, ctrl)
+			wantConf := ""
+			if p.conffile != "" {
+				wantConf = p.conffile + "\n"
 			}
-			want, err := os.ReadFile(filepath.Join(root, "packaging", "scripts", src))
-			if err != nil {
-				t.Fatal(err)
+			if got, _ := os.ReadFile(filepath.Join(ctrl, "conffiles")); string(got) != wantConf {
+				t.Errorf("%s: conffiles = %q, want %q", p.deb, got, wantConf)
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from packaging/scripts/%s", deb, src)
-			}
-			if fi, _ := os.Stat(filepath.Join(ctrl, deb)); fi.Mode()&0o111 == 0 {
-				t.Errorf("%s is not executable (mode %v)", deb, fi.Mode())
-			}
-		}
-
-		cdeb := filepath.Join(dist, clientDeb)
-		if got := strings.TrimSpace(mustRun(t, "", nil, dpkgDeb, "--field", cdeb, "Package")); got != "postern" {
-			t.Errorf("%s: Package = %q", clientDeb, got)
-		}
-		cctrl := t.TempDir()
-		mustRun(t, "", nil, dpkgDeb, "--control", cdeb, cctrl)
-		for deb := range scriptNames {
-			if _, err := os.Stat(filepath.Join(cctrl, deb)); err == nil {
-				t.Errorf("client package has a %s script; it needs none", deb)
+			for _, name := range []string{"preinst", "postinst", "prerm", "postrm"} {
+				src, wantScript := p.scripts[name]
+				got, err := os.ReadFile(filepath.Join(ctrl, name))
+				switch {
+				case !wantScript && err == nil:
+					t.Errorf("%s has a %s script; it needs none", p.deb, name)
+				case !wantScript:
+				case err != nil:
+					t.Errorf("%s: no %s in the control archive: %v", p.deb, name, err)
+				case !bytes.Equal(got, readPackaging(t, src)):
+					t.Errorf("%s: %s differs from packaging/%s", p.deb, name, src)
+				default:
+					if fi, _ := os.Stat(filepath.Join(ctrl, name)); fi.Mode()&0o111 == 0 {
+						t.Errorf("%s: %s is not executable (mode %v)", p.deb, name, fi.Mode())
+					}
+				}
 			}
 		}
 	})
 
 	t.Run("deb-files", func(t *testing.T) {
-		checkListing(t, serverDeb, debListing(t, dpkgDeb, deb), serverFiles)
-		checkListing(t, clientDeb, debListing(t, dpkgDeb, filepath.Join(dist, clientDeb)), clientFiles(root))
+		for _, p := range allPkgs {
+			checkListing(t, p.deb, debListing(t, dpkgDeb, filepath.Join(dist, p.deb)), p.files)
+		}
 	})
 
 	t.Run("rpm", func(t *testing.T) {
 		rpmEnv := []string{"HOME=" + t.TempDir()}
-		for _, tc := range []struct {
-			file, name, summary string
-			want                map[string]entry
-		}{
-			{serverRPM, "postern-server", "postern access plane: SSH certificate authority and bastion", serverFiles},
-			{clientRPM, "postern", "postern access plane: the command-line client", clientFiles(root)},
-		} {
-			path := filepath.Join(dist, tc.file)
+		for _, p := range allPkgs {
+			path := filepath.Join(dist, p.rpm)
 			info := mustRun(t, "", rpmEnv, rpmBin, "-qip", path)
-			for _, f := range [][2]string{{"Name", tc.name}, {"Version", pkgVersion}, {"Release", "1"},
-				{"Architecture", "x86_64"}, {"Summary", tc.summary}, {"URL", "https://github.com/postern-dev/postern"}} {
+			for _, f := range [][2]string{{"Name", p.name}, {"Version", pkgVersion}, {"Release", "1"},
+				{"Architecture", "x86_64"}, {"Summary", p.summary}, {"URL", "https://github.com/postern-dev/postern"}} {
 				if got := rpmField(info, f[0]); got != f[1] {
-					t.Errorf("%s: rpm -qip %s = %q, want %q", tc.file, f[0], got, f[1])
+					t.Errorf("%s: rpm -qip %s = %q, want %q", p.rpm, f[0], got, f[1])
 				}
 			}
 			out := mustRun(t, "", rpmEnv, rpmBin, "-qp", "--queryformat",
@@ -177,31 +215,39 @@ func TestPackages(t *testing.T) {
 			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 				f := strings.Fields(l)
 				if len(f) != 4 {
-					t.Fatalf("%s: bad file line %q", tc.file, l)
+					t.Fatalf("%s: bad file line %q", p.rpm, l)
 				}
 				got[f[3]] = entry{f[0], f[1], f[2]}
 			}
-			checkListing(t, tc.file, got, tc.want)
-		}
+			checkListing(t, p.rpm, got, p.files)
 
-		path := filepath.Join(dist, serverRPM)
-		if got := strings.TrimSpace(mustRun(t, "", rpmEnv, rpmBin, "-qp", "--configfiles", path)); got != "/etc/postern/postern.toml" {
-			t.Errorf("rpm --configfiles = %q, want /etc/postern/postern.toml", got)
-		}
-		flags := mustRun(t, "", rpmEnv, rpmBin, "-qp", "--queryformat", `[%{FILEFLAGS:fflags} %{FILENAMES}\n]`, path)
-		if !strings.Contains(flags, "cn /etc/postern/postern.toml\n") {
-			t.Errorf("postern.toml is not %%config(noreplace):\n%s", flags)
-		}
-		for _, s := range []struct{ tag, file string }{
-			{"PREIN", "preinstall.sh"}, {"POSTIN", "postinstall.sh"}, {"PREUN", "preremove.sh"}, {"POSTUN", "postremove.sh"},
-		} {
-			got := mustRun(t, "", rpmEnv, rpmBin, "-qp", "--queryformat", "%{"+s.tag+"}", path)
-			want, err := os.ReadFile(filepath.Join(root, "packaging", "scripts", s.file))
-			if err != nil {
-				t.Fatal(err)
+			var requires []string
+			for _, r := range strings.Split(strings.TrimSpace(mustRun(t, "", rpmEnv, rpmBin, "-qp", "--requires", path)), "\n") {
+				if r != "" && !strings.HasPrefix(r, "rpmlib(") && r != "/bin/sh" {
+					requires = append(requires, r)
+				}
 			}
-			if strings.TrimSpace(got) != strings.TrimSpace(string(want)) {
-				t.Errorf("rpm %s scriptlet differs from packaging/scripts/%s", s.tag, s.file)
+			if got := strings.Join(requires, ", "); got != p.requires {
+				t.Errorf("%s: rpm --requires = %q, want %q", p.rpm, got, p.requires)
+			}
+			if got := strings.TrimSpace(mustRun(t, "", rpmEnv, rpmBin, "-qp", "--configfiles", path)); got != p.conffile {
+				t.Errorf("%s: rpm --configfiles = %q, want %q", p.rpm, got, p.conffile)
+			}
+			if p.conffile != "" {
+				flags := mustRun(t, "", rpmEnv, rpmBin, "-qp", "--queryformat", `[%{FILEFLAGS:fflags} %{FILENAMES}\n]`, path)
+				if !strings.Contains(flags, "cn "+p.conffile+"\n") {
+					t.Errorf("%s: %s is not %%config(noreplace):\n%s", p.rpm, p.conffile, flags)
+				}
+			}
+			for deb, tag := range rpmScriptTags {
+				got := strings.TrimSpace(mustRun(t, "", rpmEnv, rpmBin, "-qp", "--queryformat", "%{"+tag+"}", path))
+				src, ok := p.scripts[deb]
+				switch {
+				case !ok && got != "(none)":
+					t.Errorf("%s has a %s scriptlet; it needs none", p.rpm, tag)
+				case ok && got != strings.TrimSpace(string(readPackaging(t, src))):
+					t.Errorf("%s: %s scriptlet differs from packaging/%s", p.rpm, tag, src)
+				}
 			}
 		}
 	})
@@ -221,9 +267,33 @@ func TestPackages(t *testing.T) {
 		if filepath.Dir(cfg.Signer.OIDC.ClientSecretFile) != "/etc/postern" {
 			t.Errorf("client_secret_file %s is outside /etc/postern", cfg.Signer.OIDC.ClientSecretFile)
 		}
+		// The forwarder's configuration: its data directory is the one
+		// its package creates, its audit log and host key are in it, and
+		// its kubeconfig is a file in /etc/postern.
+		fcfg, err := config.Load(filepath.Join(root, "packaging", "files", "kube-forwarder.toml"))
+		if err != nil {
+			t.Fatalf("shipped kube-forwarder.toml: %v", err)
+		}
+		f := fcfg.Kube.Forwarder
+		if e, ok := forwarderFiles[f.DataDir]; !ok || e.Owner != "postern" {
+			t.Errorf("kube-forwarder.toml names data_dir %s, which the package does not create for postern", f.DataDir)
+		}
+		for _, p := range []string{f.AuditLog, f.HostKey, f.HostCA} {
+			if filepath.Dir(p) != f.DataDir {
+				t.Errorf("kube-forwarder.toml: %s is outside data_dir %s (the unit may write only there)", p, f.DataDir)
+			}
+		}
+		if filepath.Dir(f.Kubeconfig) != "/etc/postern" {
+			t.Errorf("kube-forwarder.toml: kubeconfig %q is not in /etc/postern", f.Kubeconfig)
+		}
+		if f.MetricsListen != "" {
+			t.Errorf("kube-forwarder.toml turns on metrics_listen (%s); it must be the operator's choice", f.MetricsListen)
+		}
 		for name, want := range map[string]unitWant{
-			"postern-signer.service":  {exec: "/usr/bin/postern-signer", rw: []string{cfg.Signer.DataDir}},
-			"postern-bastion.service": {exec: "/usr/bin/postern-bastion", rw: []string{cfg.Bastion.DataDir, cfg.Storage.LocalDir}, hidden: []string{cfg.Signer.DataDir}},
+			"postern-signer.service":  {exec: "/usr/bin/postern-signer", config: "/etc/postern/postern.toml", rw: []string{cfg.Signer.DataDir}},
+			"postern-bastion.service": {exec: "/usr/bin/postern-bastion", config: "/etc/postern/postern.toml", rw: []string{cfg.Bastion.DataDir, cfg.Storage.LocalDir}, hidden: []string{cfg.Signer.DataDir}},
+			"postern-kube-forwarder.service": {exec: "/usr/bin/kube-exec forwarder", config: "/etc/postern/kube-forwarder.toml", rw: []string{f.DataDir},
+				hidden: []string{cfg.Signer.DataDir, cfg.Bastion.DataDir, cfg.Storage.LocalDir}},
 		} {
 			checkUnit(t, filepath.Join(root, "packaging", "systemd", name), want)
 		}
@@ -243,14 +313,23 @@ func TestPackages(t *testing.T) {
 		testenv.RequireBinary(t, "getent")
 		ctrl := t.TempDir()
 		mustRun(t, "", nil, dpkgDeb, "--control", deb, ctrl)
-		for name := range scriptNames {
-			mustRun(t, "", nil, sh, "-n", filepath.Join(ctrl, name))
+		fctrl := t.TempDir()
+		mustRun(t, "", nil, dpkgDeb, "--control", filepath.Join(dist, forwarderPkg.deb), fctrl)
+		for _, c := range []struct {
+			dir string
+			p   pkgWant
+		}{{ctrl, serverPkg}, {fctrl, forwarderPkg}} {
+			for name := range c.p.scripts {
+				mustRun(t, "", nil, sh, "-n", filepath.Join(c.dir, name))
+			}
 		}
 
-		// preinst, for real and twice: it must be idempotent.
+		// preinst, for real and twice: it must be idempotent; the
+		// forwarder's (the same script) then finds the user made.
 		for _, arg := range []string{"install", "upgrade"} {
 			mustRun(t, "", nil, sh, filepath.Join(ctrl, "preinst"), arg)
 		}
+		mustRun(t, "", nil, sh, filepath.Join(fctrl, "preinst"), "install")
 		u, err := user.Lookup("postern")
 		if err != nil {
 			t.Fatalf("preinst did not create the postern user: %v", err)
@@ -271,17 +350,25 @@ func TestPackages(t *testing.T) {
 		}
 
 		// Unpack as dpkg does: tar resolves the recorded owner names now
-		// that the user exists.
+		// that the user exists. All three packages go into one root, as
+		// on a host that runs everything (the forwarder's unit needs the
+		// client package's kube-exec).
 		dest := t.TempDir()
-		data := mustRunBytes(t, "", nil, dpkgDeb, "--fsys-tarfile", deb)
-		cmd := exec.Command(tar, "-x", "-p", "--same-owner", "-C", dest)
-		cmd.Stdin = bytes.NewReader(data)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tar -x: %v\n%s", err, out)
+		installed := map[string]entry{}
+		for _, p := range allPkgs {
+			data := mustRunBytes(t, "", nil, dpkgDeb, "--fsys-tarfile", filepath.Join(dist, p.deb))
+			cmd := exec.Command(tar, "-x", "-p", "--same-owner", "-C", dest)
+			cmd.Stdin = bytes.NewReader(data)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("tar -x %s: %v\n%s", p.deb, err, out)
+			}
+			for path, e := range p.files {
+				installed[path] = e
+			}
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(g.Gid)
-		for p, e := range serverFiles {
+		for p, e := range installed {
 			fi, err := os.Lstat(filepath.Join(dest, p))
 			if err != nil {
 				t.Errorf("unpacked root: %v", err)
@@ -311,53 +398,95 @@ func TestPackages(t *testing.T) {
 			if !strings.HasSuffix(strings.TrimSpace(out), ": ok") {
 				t.Errorf("check-config of the shipped config: %s", out)
 			}
-			for man, th := range map[string]string{
+			for man, want := range map[string]string{
 				"usr/share/man/man8/postern-signer.8.gz":  `.TH POSTERN\-SIGNER 8`,
 				"usr/share/man/man8/postern-bastion.8.gz": `.TH POSTERN\-BASTION 8`,
 			} {
-				if page := gunzip(t, filepath.Join(dest, man)); !strings.Contains(page, th) || !strings.Contains(page, "check\\-config") {
+				if page := gunzip(t, filepath.Join(dest, man)); !strings.Contains(page, want) || !strings.Contains(page, "check\\-config") {
 					t.Errorf("%s: not a man page made from --help:\n%s", man, page)
 				}
+			}
+			kubeExec := filepath.Join(dest, "usr/bin/kube-exec")
+			if out := mustRun(t, "", nil, kubeExec, "--version"); strings.TrimSpace(out) != "kube-exec "+testVersion {
+				t.Errorf("kube-exec --version = %q", out)
+			}
+			// The forwarder's man page documents what its unit runs.
+			if page := gunzip(t, filepath.Join(dest, "usr/share/man/man1/kube-exec.1.gz")); !strings.Contains(page, ".SS kube\\-exec forwarder") ||
+				!strings.Contains(page, "\\-log\\-format") || !strings.Contains(page, "/etc/postern/kube-forwarder.toml") {
+				t.Errorf("kube-exec.1: no forwarder section, --log-format or kube-forwarder.toml:\n%s", page)
+			}
+			// The shipped forwarder configuration loads and wants only
+			// what its CHANGE lines say.
+			out, err := run("", nil, kubeExec, "forwarder", "--config", filepath.Join(dest, "etc/postern/kube-forwarder.toml"))
+			if err == nil || !strings.Contains(out, "kube.forwarder.cluster: required to run a forwarder") {
+				t.Errorf("kube-exec forwarder with the shipped config (%v): %s", err, out)
 			}
 		})
 
 		t.Run("maintainer-scripts", func(t *testing.T) {
 			testenv.RequireBinary(t, "mount")
-			for _, tc := range []struct {
+			type scriptCase struct {
 				script, arg string
 				systemd     bool
 				want        []string // systemctl calls, in order
-			}{
-				{"postinst", "configure", true, []string{"daemon-reload", "is-active --quiet postern-signer.service", "is-active --quiet postern-bastion.service"}},
-				{"postinst", "configure", false, nil},
-				{"prerm", "upgrade", true, nil},
-				{"prerm", "1", true, nil}, // rpm upgrade
-				{"prerm", "remove", true, []string{"--no-reload disable --now postern-signer.service postern-bastion.service"}},
-				{"prerm", "0", true, []string{"--no-reload disable --now postern-signer.service postern-bastion.service"}},
-				{"prerm", "remove", false, nil},
-				{"postrm", "upgrade", true, nil},
-				{"postrm", "1", true, nil},
-				{"postrm", "remove", true, []string{"daemon-reload"}},
-				{"postrm", "purge", true, []string{"daemon-reload"}},
-				{"postrm", "0", true, []string{"daemon-reload"}},
-				{"postrm", "purge", false, nil},
-			} {
-				calls := runScript(t, sh, unshare, filepath.Join(ctrl, tc.script), tc.arg, tc.systemd)
-				if diff := cmp.Diff(tc.want, calls); diff != "" {
-					t.Errorf("%s %s (systemd running: %v): systemctl calls (-want +got):\n%s", tc.script, tc.arg, tc.systemd, diff)
-				}
 			}
-			// Purge keeps the CA keys: no script deletes data or the user.
-			for name := range scriptNames {
-				b, _ := os.ReadFile(filepath.Join(ctrl, name))
-				for _, l := range strings.Split(string(b), "\n") {
-					l = strings.TrimSpace(l)
-					if strings.HasPrefix(l, "#") {
-						continue
+			fwd := "postern-kube-forwarder.service"
+			for _, pc := range []struct {
+				p     pkgWant
+				ctrl  string
+				cases []scriptCase
+			}{
+				{serverPkg, ctrl, []scriptCase{
+					{"postinst", "configure", true, []string{"daemon-reload", "is-active --quiet postern-signer.service", "is-active --quiet postern-bastion.service"}},
+					{"postinst", "configure", false, nil},
+					{"prerm", "upgrade", true, nil},
+					{"prerm", "1", true, nil}, // rpm upgrade
+					{"prerm", "remove", true, []string{"--no-reload disable --now postern-signer.service postern-bastion.service"}},
+					{"prerm", "0", true, []string{"--no-reload disable --now postern-signer.service postern-bastion.service"}},
+					{"prerm", "remove", false, nil},
+					{"postrm", "upgrade", true, nil},
+					{"postrm", "1", true, nil},
+					{"postrm", "remove", true, []string{"daemon-reload"}},
+					{"postrm", "purge", true, []string{"daemon-reload"}},
+					{"postrm", "0", true, []string{"daemon-reload"}},
+					{"postrm", "purge", false, nil},
+				}},
+				{forwarderPkg, fctrl, []scriptCase{
+					{"postinst", "configure", true, []string{"daemon-reload", "is-active --quiet " + fwd}},
+					{"postinst", "1", true, []string{"daemon-reload", "is-active --quiet " + fwd}}, // rpm install
+					{"postinst", "configure", false, nil},
+					{"prerm", "upgrade", true, nil},
+					{"prerm", "1", true, nil},
+					{"prerm", "remove", true, []string{"--no-reload disable --now " + fwd}},
+					{"prerm", "0", true, []string{"--no-reload disable --now " + fwd}},
+					{"prerm", "remove", false, nil},
+					{"postrm", "upgrade", true, nil},
+					{"postrm", "1", true, nil},
+					{"postrm", "remove", true, []string{"daemon-reload"}},
+					{"postrm", "purge", true, []string{"daemon-reload"}},
+					{"postrm", "0", true, []string{"daemon-reload"}},
+					{"postrm", "purge", false, nil},
+				}},
+			} {
+				for _, tc := range pc.cases {
+					calls := runScript(t, sh, unshare, filepath.Join(pc.ctrl, tc.script), tc.arg, tc.systemd)
+					if diff := cmp.Diff(tc.want, calls); diff != "" {
+						t.Errorf("%s %s %s (systemd running: %v): systemctl calls (-want +got):\n%s", pc.p.name, tc.script, tc.arg, tc.systemd, diff)
 					}
-					for _, bad := range []string{"rm ", "userdel", "deluser", "groupdel", "delgroup", "/var/lib/postern/signer"} {
-						if strings.Contains(l, bad) {
-							t.Errorf("%s: %q: maintainer scripts must not remove data or the user", name, l)
+				}
+				// Purge keeps the CA keys, the host keys and the audit logs:
+				// no script deletes data or the user.
+				for name := range pc.p.scripts {
+					b, _ := os.ReadFile(filepath.Join(pc.ctrl, name))
+					for _, l := range strings.Split(string(b), "\n") {
+						l = strings.TrimSpace(l)
+						if strings.HasPrefix(l, "#") {
+							continue
+						}
+						for _, bad := range []string{"rm ", "userdel", "deluser", "groupdel", "delgroup", "/var/lib/postern/signer"} {
+							if strings.Contains(l, bad) {
+								t.Errorf("%s %s: %q: maintainer scripts must not remove data or the user", pc.p.name, name, l)
+							}
 						}
 					}
 				}
@@ -373,9 +502,14 @@ func TestPackages(t *testing.T) {
 			}
 			copyMissing(t, units, filepath.Join(dest, "usr/lib/systemd/system"))
 			env := []string{"MANPATH=" + filepath.Join(dest, "usr/share/man"), "SYSTEMD_LOG_COLOR=0"}
-			unitPaths := []string{"/usr/lib/systemd/system/postern-signer.service", "/usr/lib/systemd/system/postern-bastion.service"}
-			// verify checks both units; bindLow says whether the bastion may
-			// bind ports below 1024 (only with the port-22 drop-in).
+			unitNames := []string{"postern-signer.service", "postern-bastion.service", "postern-kube-forwarder.service"}
+			var unitPaths []string
+			for _, u := range unitNames {
+				unitPaths = append(unitPaths, "/usr/lib/systemd/system/"+u)
+			}
+			// verify checks the three units; bindLow says whether the
+			// bastion may bind ports below 1024 (only with the port-22
+			// drop-in).
 			verify := func(t *testing.T, bindLow bool) {
 				out := mustRun(t, "", env, analyze, append([]string{"verify", "--root=" + dest}, unitPaths...)...)
 				if strings.TrimSpace(out) != "" {
@@ -383,7 +517,7 @@ func TestPackages(t *testing.T) {
 				}
 				// Exposure 2.0 ("OK") at most: dropping a hardening setting
 				// fails here.
-				for _, u := range []string{"postern-signer.service", "postern-bastion.service"} {
+				for _, u := range unitNames {
 					out, err := run("", env, analyze, "security", "--offline=yes", "--root="+dest, "--threshold=20", u)
 					if err != nil {
 						t.Errorf("systemd-analyze security %s: exposure above 2.0 (%v):\n%s", u, err, out)
@@ -482,7 +616,8 @@ func rpmField(info, name string) string {
 }
 
 type unitWant struct {
-	exec   string
+	exec   string   // the command, before --config
+	config string   // the file after --config
 	rw     []string // must be in ReadWritePaths=
 	hidden []string // must be in InaccessiblePaths=
 }
@@ -521,7 +656,7 @@ func checkUnit(t *testing.T, path string, want unitWant) {
 	if !slices.Contains(svc["[Service]SystemCallFilter"], "@system-service") {
 		t.Errorf("%s: SystemCallFilter lacks @system-service", name)
 	}
-	if es := svc["[Service]ExecStart"]; len(es) != 1 || !strings.HasPrefix(es[0], want.exec+" --config /etc/postern/postern.toml") {
+	if es := svc["[Service]ExecStart"]; len(es) != 1 || !strings.HasPrefix(es[0], want.exec+" --config "+want.config) {
 		t.Errorf("%s: ExecStart=%q", name, es)
 	}
 	if got := svc["[Install]WantedBy"]; !slices.Equal(got, []string{"multi-user.target"}) {

@@ -1,8 +1,10 @@
 #!/bin/sh
-# postern-server preinstall (deb preinst, rpm %pre): create the postern
-# system group and user before the package's files are unpacked, so that
-# /etc/postern and /var/lib/postern get their recorded owners. Idempotent;
-# works with useradd (Debian, Ubuntu, Fedora, RHEL, SUSE) or Debian's adduser.
+# postern-server and postern-kube-forwarder preinstall (deb preinst, rpm
+# %pre), the same script in both: create the postern system group and user
+# before the package's files are unpacked, so that /etc/postern and
+# /var/lib/postern get their recorded owners. Idempotent, so either package
+# may come first; works with useradd (Debian, Ubuntu, Fedora, RHEL, SUSE) or
+# Debian's adduser.
 set -e
 
 name=postern
@@ -18,7 +20,7 @@ if ! getent group "$name" >/dev/null 2>&1; then
 	elif command -v addgroup >/dev/null 2>&1; then
 		addgroup --system "$name"
 	else
-		echo "postern-server: error: neither groupadd nor addgroup found; cannot create group $name" >&2
+		echo "postern: error: neither groupadd nor addgroup found; cannot create group $name" >&2
 		exit 1
 	fi
 fi
@@ -31,7 +33,7 @@ if ! getent passwd "$name" >/dev/null 2>&1; then
 		adduser --system --ingroup "$name" --home "$home" --no-create-home \
 			--shell "$nologin" --gecos "postern access plane" "$name"
 	else
-		echo "postern-server: error: neither useradd nor adduser found; cannot create user $name" >&2
+		echo "postern: error: neither useradd nor adduser found; cannot create user $name" >&2
 		exit 1
 	fi
 fi
