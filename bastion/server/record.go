@@ -322,6 +322,9 @@ func (s *Server) recordHop(ctx context.Context, st *connState, p *principal, dec
 		},
 		Observer: rec.Observer(),
 		Logger:   log,
+		// A revocation tells the person on every session of the hop, as
+		// on the bastion's own sessions (CRLF: most hops have a terminal).
+		OnClientSession: func(ch ssh.Channel) func() { return st.onRevoke(channelNotice(ch, true)) },
 	}
 	log.Info("recorded hop start")
 	_ = relay.Run(ctx)

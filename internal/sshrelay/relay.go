@@ -90,6 +90,11 @@ type Relay struct {
 	Policy      Policy
 	Observer    Observer
 	Logger      *slog.Logger
+	// OnClientSession, if set, is called with each session channel the
+	// client opened, once accepted; the function it returns is called when
+	// the session ends. The bastion uses it to tell the person why a
+	// revoked connection is about to close.
+	OnClientSession func(ch ssh.Channel) (done func())
 
 	// EndedBy says, after Run, which side ended the relay first:
 	// "client", "node" or "context".
@@ -248,6 +253,9 @@ func (r *Relay) session(nc ssh.NewChannel) {
 	if err != nil {
 		nodeCh.Close()
 		return
+	}
+	if r.OnClientSession != nil {
+		defer r.OnClientSession(clientCh)()
 	}
 	r.mu.Lock()
 	r.sessions++
