@@ -169,6 +169,11 @@ func TestRevokeEndsSSHAndKube(t *testing.T) {
 		}
 	}
 
+	// The forwarder ended the watch it carried for her: its one event.
+	waitKubeEvent(t, k.fwdLog, audit.KubeRequest, func(ev audit.Event) bool {
+		return ev.Person == "alice@example.com" && ev.Verb == "watch" && ev.Resource == "pods"
+	})
+
 	// Her next ssh -J and her next kube-exec are refused, with the message.
 	_, stderr, code = bstRun(t, "ssh", alice.cfg, "", "node1", "echo", "should-not-run")
 	if code != 255 || !strings.Contains(stderr, revocationMessage) {
