@@ -47,8 +47,9 @@ func posternHome() string {
 // connect checks the flags, connects to the bastion and opens a first
 // channel to the cluster, so that refusals are reported before anything
 // runs. It returns the endpoint's dial function (which hands out the
-// first channel first).
-func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*client.Bastion, func(context.Context) (net.Conn, error), error) {
+// first channel first). onRevoked is called when the bastion says the
+// person's access was revoked (client.Bastion.OnRevoked).
+func (f *clientFlags) connect(ctx context.Context, onRevoked func()) (*client.Bastion, func(context.Context) (net.Conn, error), error) {
 	if f.cluster == "" {
 		return nil, nil, climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
 	}
@@ -74,7 +75,7 @@ func (f *clientFlags) connect(ctx context.Context, stderr io.Writer) (*client.Ba
 	if err != nil {
 		return nil, nil, climsg.WithHint(fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login")
 	}
-	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac)}
+	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac), OnRevoked: onRevoked}
 	first, err := b.Dial(ctx, f.cluster)
 	if err != nil {
 		ac.Close()
@@ -132,7 +133,10 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(cmdArgs) == 0 {
 		return climsg.WithHint(errors.New("no command given"), "kube-exec --cluster NAME -- kubectl get pods")
 	}
-	b, dial, err := f.connect(ctx, stderr)
+	// A revocation ends the command (kubectl's watch included) at once.
+	rctx, revoked := context.WithCancel(ctx)
+	defer revoked()
+	b, dial, err := f.connect(ctx, revoked)
 	if err != nil {
 		return err
 	}
@@ -155,9 +159,12 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Ctrl-C goes to the whole foreground process group: let the child
 	// decide, and keep serving until it exits.
 	signal.Ignore(os.Interrupt)
-	code, err := client.RunCommand(ctx, client.Command{
+	code, err := client.RunCommand(rctx, client.Command{
 		Args: cmdArgs, Env: os.Environ(), Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 	}, f.cluster, "https://"+ln.Addr().String(), caPEM, token, client.CurrentNamespace(os.Getenv("KUBECONFIG")))
+	if rerr := b.Revoked(); rerr != nil {
+		return revokedError(rerr)
+	}
 	if err != nil {
 		return err
 	}
@@ -176,7 +183,9 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, dial, err := f.connect(ctx, stderr)
+	sctx, revoked := context.WithCancel(ctx)
+	defer revoked()
+	b, dial, err := f.connect(ctx, revoked)
 	if err != nil {
 		return err
 	}
@@ -208,7 +217,17 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "kube-exec: hint: postern kube config --cluster %s --server %s  then  kubectl --context %s get pods\n",
 		f.cluster, server, client.ContextName(f.cluster))
 	local := &client.Local{Token: token, Dial: dial, Logger: f.logger(stderr)}
-	ictx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	ictx, stop := signal.NotifyContext(sctx, os.Interrupt)
 	defer stop()
-	return client.Serve(ictx, ln, cert, local.Handler())
+	err = client.Serve(ictx, ln, cert, local.Handler())
+	if rerr := b.Revoked(); rerr != nil {
+		return revokedError(rerr)
+	}
+	return err
+}
+
+// revokedError is what kube-exec says when the bastion revoked the
+// person's access while it ran.
+func revokedError(err error) error {
+	return climsg.WithHint(err, "an administrator revoked your postern certificate; ask them before you log in again")
 }

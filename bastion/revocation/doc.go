@@ -5,9 +5,9 @@
 // over TLS pinned to the signer's CA ([HTTPSource]), or a local file that
 // configuration management replaces ([FileSource]) — every poll interval
 // (jittered), parses it with internal/krl and swaps it in atomically. A
-// [Registry] holds everything alive that some certificate authorised: SSH
-// connections today; recording relays and kube channels join it the same
-// way. After every new list the bastion sweeps the registry and ends each
+// [Registry] holds everything alive that some certificate authorised: the
+// bastion registers every SSH connection, and what runs on one (hops,
+// recording relays, kube channels) ends with it. After every new list the bastion sweeps the registry and ends each
 // entry whose certificate the list revokes.
 //
 // # Security invariants

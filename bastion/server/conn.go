@@ -52,6 +52,9 @@ type connState struct {
 	revokedBy error
 	notices   map[*noticeKey]func(string)
 	untrack   func()
+	// kubeClient: the connection carried a kube channel, so kube-exec is
+	// told of a revocation (tellKubeClientOnRevoke).
+	kubeClient bool
 }
 
 // stateOf returns the connection state stored by newConn.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, conn *ssh.ServerConn, nc
 	var req directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
 		nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	if isForwarder(p) {
+		s.refuseForwarderChannel(ctx, st, p, nc, net.JoinHostPort(sanitizeCommand(req.Host), strconv.FormatUint(uint64(req.Port), 10)))
 		return
 	}
 	if !st.beginChannel() {

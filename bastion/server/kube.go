@@ -253,7 +253,7 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 		return
 	}
 	if isForwarder(p) {
-		nc.Reject(ssh.Prohibited, "postern: a forwarder opens no sessions")
+		k.s.refuseForwarderChannel(ctx, st, p, nc, "")
 		return
 	}
 	if k.s.closing.Load() {
@@ -275,7 +275,7 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 		var sub struct{ Name string }
 		if ssh.Unmarshal(first.Payload, &sub) == nil {
 			if cluster, ok, err := kubeproto.ParseSubsystem(sub.Name); ok {
-				k.serve(ctx, st, p, ch, reqs, first, cluster, err)
+				k.serve(ctx, st, p, conn, ch, reqs, first, cluster, err)
 				return
 			}
 		}
@@ -284,7 +284,7 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 }
 
 // serve carries one kube/CLUSTER subsystem to a forwarder of the cluster.
-func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, ch ssh.Channel, reqs <-chan *ssh.Request, req *ssh.Request, cluster string, parseErr error) {
+func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, conn ssh.Conn, ch ssh.Channel, reqs <-chan *ssh.Request, req *ssh.Request, cluster string, parseErr error) {
 	defer ch.Close()
 	if !st.beginChannel() {
 		refuseKube(ch, req, "postern: the bastion is shutting down")
@@ -345,6 +345,10 @@ func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, ch s
 	defer fch.Close()
 	req.Reply(true, nil)
 	go ssh.DiscardRequests(reqs)
+	// A revocation tells kube-exec on the connection, and this channel's
+	// client on its stderr, before the connection is cut.
+	st.tellKubeClientOnRevoke(conn)
+	defer st.onRevoke(channelNotice(ch, false))()
 
 	start := k.s.now()
 	e := st.baseEvent(audit.SessionStart, p)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
@@ -48,4 +50,20 @@ func (s *Server) refuseGlobal(ctx gliderssh.Context, _ *gliderssh.Server, req *s
 	st.log.Warn("remote forwarding refused", "request", req.Type, "person", p.id.KeyID)
 	s.emit(ctx, e)
 	return false, nil
+}
+
+// ErrForwarderChannel refuses a channel a forwarder's connection opens: a
+// forwarder only answers the kube channels the bastion opens to it; it
+// never gets a session on the bastion nor a hop through it.
+var ErrForwarderChannel = errors.New("a kube forwarder's connection opens no channels")
+
+// refuseForwarderChannel rejects and audits a channel opened by a
+// forwarder; target is the hop asked for, if any.
+func (s *Server) refuseForwarderChannel(ctx gliderssh.Context, st *connState, p *principal, nc ssh.NewChannel, target string) {
+	kind := sanitizeCommand(nc.ChannelType())
+	nc.Reject(ssh.Prohibited, "postern: "+ErrForwarderChannel.Error())
+	e := st.baseEvent(audit.AccessDenied, p)
+	e.Method, e.Target, e.Reason = kind, target, ErrForwarderChannel.Error()
+	st.log.Warn("forwarder channel refused", "type", kind, "target", target, "forwarder", p.id.KeyID)
+	s.emit(ctx, e)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/postern-dev/postern/bastion/revocation"
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/internal/kubeproto"
 )
 
 // Revocation timing.
@@ -89,8 +90,11 @@ func (s *Server) sweepRevoked(cur, prev *revocation.List) {
 }
 
 // Revocations is the registry of everything live that a revocation must
-// end. Holders other than SSH connections (recording relays, kube
-// channels) join it with Add and remove themselves when they end.
+// end: every authenticated SSH connection (track). What runs on a
+// connection (hops, recording relays, kube channels, menu commands) ends
+// with it; those that can tell the person why register a notice with
+// onRevoke. Other holders may join with Add and remove themselves when
+// they end.
 func (s *Server) Revocations() *revocation.Registry { return &s.revs }
 
 // revocationBanner is what a refused person is shown while authenticating.
@@ -179,6 +183,26 @@ func (st *connState) onRevoke(fn func(msg string)) (remove func()) {
 }
 
 type noticeKey struct{ _ byte }
+
+// tellKubeClientOnRevoke makes a revocation of the connection send
+// kubeproto.RevokedRequest on it before it is closed (once per connection,
+// however many kube channels it carries): kube-exec then stops its
+// command and does not reconnect, even when no channel is open at that
+// moment.
+func (st *connState) tellKubeClientOnRevoke(conn ssh.Conn) {
+	st.mu.Lock()
+	told := st.kubeClient
+	st.kubeClient = true
+	st.mu.Unlock()
+	if told {
+		return
+	}
+	st.onRevoke(func(msg string) {
+		// The reply (or the connection's end) is what the notice waits
+		// for: kube-exec has taken note before the connection is closed.
+		_, _, _ = conn.SendRequest(kubeproto.RevokedRequest, true, ssh.Marshal(kubeproto.Revoked{Message: msg}))
+	})
+}
 
 // channelNotice tells a session channel's client: the message on stderr
 // (CRLF with a terminal), exit status 255 like ssh's own fatal errors,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,9 +62,11 @@ func (e *bastionEnv) pollSigner(t *testing.T, s *bastionSigner) {
 	e.start(t)
 }
 
-// longSession is `ssh -J bastion node1 'echo started; sleep 60'` running.
+// longSession is an ssh -J session through the bastion, running.
 type longSession struct {
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser // open until the test ends
+	stdout *syncBuf
 	stderr *syncBuf
 	done   chan struct{}
 	ended  time.Time
@@ -86,21 +89,32 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// startLongSession is `ssh -J bastion node1 'echo started; exec sleep 60'`.
 func startLongSession(t *testing.T, u *bstUser) *longSession {
 	t.Helper()
+	return startSSHSession(t, u, "node1", "echo started; exec sleep 60")
+}
+
+// startSSHSession runs ssh -F u.cfg args..., a remote command that prints
+// "started" first, and returns once it has.
+func startSSHSession(t *testing.T, u *bstUser, args ...string) *longSession {
+	t.Helper()
 	c, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(c, testenv.RequireBinary(t, "ssh"), "-F", u.cfg, "node1", "echo started; exec sleep 60")
+	cmd := exec.CommandContext(c, testenv.RequireBinary(t, "ssh"), append([]string{"-F", u.cfg}, args...)...)
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=", "DISPLAY=", "SSH_ASKPASS=/bin/false")
-	started := &syncBuf{}
-	ls := &longSession{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = started, ls.stderr
+	ls := &longSession{cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = ls.stdout, ls.stderr
+	var err error
+	if ls.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = cmd.Wait(); ls.ended = time.Now(); close(ls.done) }()
-	t.Cleanup(func() { cancel(); <-ls.done })
+	t.Cleanup(func() { ls.stdin.Close(); cancel(); <-ls.done })
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(started.String(), "started") {
+	for !strings.Contains(ls.stdout.String(), "started") {
 		select {
 		case <-ls.done:
 			t.Fatalf("%s's session ended before it started: %s", u.keyID, ls.stderr.String())

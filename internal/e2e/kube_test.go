@@ -36,44 +36,142 @@ import (
 // kubetest.TeamRBAC: people in the group team-a-devs may work with pods and
 // configmaps in team-a; the forwarder may only impersonate.
 
-// kubeEnv is kube access run from the real binaries: kube-apiserver and
-// etcd (kubetest), postern-bastion, the forwarder (kube-exec forwarder)
-// and kube-exec with the real kubectl. Certificates are minted directly
-// with the CAs: logging in is tested elsewhere.
-type kubeEnv struct {
+// kubeSide is a cluster offered through a bastion, from the real
+// binaries: kube-apiserver and etcd (kubetest) with kubetest.TeamRBAC, the
+// real kubectl, and the forwarder (kube-exec forwarder) dialing out to
+// one bastion. Any bastion whose forwarder_ca is the host CA and whose
+// roles include kubeDevRole serves it.
+type kubeSide struct {
 	// top is the test that owns the processes: ones restarted by a
 	// subtest live on until it ends.
-	top         testing.TB
-	dir         string
-	kube        *kubetest.Cluster
-	kubectl     string
-	userCA      *ca.Authority
-	hostCA      *ca.Authority
-	addr        string // bastion
-	knownHosts  string
-	bastionBin  string
-	kubeExecBin string
-	bastionCfg  string
-	bastionLog  string // audit
-	fwdCfg      string
-	fwdLog      string // audit
-	fwdMetrics  string // the forwarder's metrics_listen
-	bastion     *kproc
-	fwd         *kproc
+	top           testing.TB
+	dir           string
+	kube          *kubetest.Cluster
+	kubectl       string
+	kubeExecBin   string
+	fwdKubeconfig string // the forwarder's own credential: impersonation only
+	fwdCfg        string
+	fwdLog        string // audit
+	fwdMetrics    string // the forwarder's metrics_listen
+	fwd           *kproc
+	// The bastion kube-exec goes through, and the known_hosts certifying it.
+	bastionAddr, knownHosts string
 }
 
 const kubeCluster = "e2e"
 
-func startKubeEnv(t testing.TB) *kubeEnv {
+// kubeDevRole grants the cluster to the IdP group dev, as the Kubernetes
+// group team-a-devs (bound in team-a by kubetest.TeamRBAC).
+const kubeDevRole = `
+[[role]]
+name = "kube-dev"
+groups = ["dev"]
+kube_clusters = ["` + kubeCluster + `"]
+kube_groups = ["team-a-devs"]
+`
+
+// startKubeSide starts the cluster and builds kube-exec; the forwarder
+// is configured and started once the bastion is known.
+func startKubeSide(t testing.TB, dir string) *kubeSide {
 	t.Helper()
 	testenv.RequireBinary(t, "ssh-agent")
-	e := &kubeEnv{top: t, dir: t.TempDir()}
-	e.kube = kubetest.Start(t)
-	e.kubectl = kubetest.KubectlPath(t)
-	e.kube.Apply(t, kubetest.TeamRBAC)
-	fwdKubeconfig := e.kube.UserKubeconfig(t, "postern-forwarder", nil)
+	k := &kubeSide{top: t, dir: dir}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	k.kube = kubetest.Start(t)
+	k.kubectl = kubetest.KubectlPath(t)
+	k.kube.Apply(t, kubetest.TeamRBAC)
+	k.fwdKubeconfig = k.kube.UserKubeconfig(t, "postern-forwarder", nil)
+	k.kubeExecBin = testenv.GoBuild(t, "./kube-exec")
+	return k
+}
+
+// certifyHostKey generates a host key at keyPath with its certificate
+// from hostCA, as postern-signer host-cert would make them.
+func certifyHostKey(t testing.TB, hostCA *ca.Authority, keyPath string, principals ...string) {
+	t.Helper()
+	if err := ca.Generate(keyPath, ca.KeyEd25519, "host"); err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(kubeRead(t, keyPath+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hostCA.SignHost(pub, principals, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeWrite(t, keyPath+"-cert.pub", ssh.MarshalAuthorizedKey(c), 0o644)
+}
+
+// configureForwarder gives the forwarder a host certificate from hostCA
+// naming the cluster and a configuration dialing bastionAddr, whose host
+// certificate hostCAPub (a file) certifies; kube-exec will go through
+// bastionAddr, certified by knownHosts.
+func (k *kubeSide) configureForwarder(t testing.TB, hostCA *ca.Authority, hostCAPub, bastionAddr, knownHosts string) {
+	t.Helper()
+	k.bastionAddr, k.knownHosts = bastionAddr, knownHosts
+	fdir := filepath.Join(k.dir, "forwarder")
+	if err := os.MkdirAll(fdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certifyHostKey(t, hostCA, filepath.Join(fdir, "host_key"), kubeproto.ForwarderPrincipal(kubeCluster))
+	k.fwdLog = filepath.Join(k.dir, "forwarder-audit.log")
+	k.fwdMetrics = kubeFreeAddr(t)
+	k.fwdCfg = filepath.Join(k.dir, "forwarder.toml")
+	kubeWrite(t, k.fwdCfg, []byte(fmt.Sprintf(`
+[kube]
+keepalive = "1s"
+
+[kube.forwarder]
+cluster = %q
+id = "e2e-forwarder"
+kubeconfig = %q
+bastions = [%q]
+data_dir = %q
+host_ca = %q
+audit_log = %q
+min_backoff = "100ms"
+max_backoff = "1s"
+metrics_listen = %q
+`, kubeCluster, k.fwdKubeconfig, bastionAddr, fdir, hostCAPub, k.fwdLog, k.fwdMetrics)), 0o600)
+}
+
+func (k *kubeSide) startForwarder(t testing.TB) {
+	t.Helper()
+	k.fwd = startKProcEnv(t, k.top, "kube-exec forwarder", nil, "tunnel up: registered", k.kubeExecBin, "forwarder", "--config", k.fwdCfg, "--log-level", "debug")
+}
+
+// command is `kube-exec --cluster e2e -- kubectl args...` with env (a
+// person's: see kubeUser.env).
+func (k *kubeSide) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	full := append([]string{"--cluster", kubeCluster, "--bastion", k.bastionAddr, "--known-hosts", k.knownHosts, "--", k.kubectl}, args...)
+	cmd := exec.CommandContext(ctx, k.kubeExecBin, full...)
+	cmd.Env = env
+	return cmd
+}
+
+// kubeEnv is a kubeSide behind a bastion of its own (the real
+// postern-bastion binary). Certificates are minted directly with the
+// CAs: logging in is tested elsewhere.
+type kubeEnv struct {
+	*kubeSide
+	dir        string
+	userCA     *ca.Authority
+	hostCA     *ca.Authority
+	addr       string // bastion (knownHosts, promoted, certifies it)
+	bastionBin string
+	bastionCfg string
+	bastionLog string // audit
+	bastion    *kproc
+}
+
+func startKubeEnv(t testing.TB) *kubeEnv {
+	t.Helper()
+	e := &kubeEnv{dir: t.TempDir()}
+	e.kubeSide = startKubeSide(t, filepath.Join(e.dir, "kube"))
 	e.bastionBin = testenv.GoBuild(t, "./bastion")
-	e.kubeExecBin = testenv.GoBuild(t, "./kube-exec")
 
 	var err error
 	for _, k := range []struct {
@@ -88,36 +186,15 @@ func startKubeEnv(t testing.TB) *kubeEnv {
 			t.Fatal(err)
 		}
 	}
-	hostCAPub := ssh.MarshalAuthorizedKey(e.hostCA.PublicKey())
-	kubeWrite(t, filepath.Join(e.dir, "host_ca.pub"), hostCAPub, 0o644)
 	kubeWrite(t, filepath.Join(e.dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(e.userCA.PublicKey()), 0o644)
 	e.knownHosts = filepath.Join(e.dir, "known_hosts")
 	kubeWrite(t, e.knownHosts, []byte(testenv.KnownHostsCA("*", e.hostCA.PublicKey())), 0o644)
 
-	// The bastion's and the forwarder's host keys, certified as
-	// postern-signer host-cert would.
-	certify := func(keyPath string, principals ...string) {
-		if err := ca.Generate(keyPath, ca.KeyEd25519, "host"); err != nil {
-			t.Fatal(err)
-		}
-		pub, _, _, _, err := ssh.ParseAuthorizedKey(kubeRead(t, keyPath+".pub"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := e.hostCA.SignHost(pub, principals, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubeWrite(t, keyPath+"-cert.pub", ssh.MarshalAuthorizedKey(c), 0o644)
+	bdir := filepath.Join(e.dir, "bastion")
+	if err := os.MkdirAll(bdir, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	bdir, fdir := filepath.Join(e.dir, "bastion"), filepath.Join(e.dir, "forwarder")
-	for _, d := range []string{bdir, fdir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	certify(filepath.Join(bdir, "host_key"), "bastion", "127.0.0.1")
-	certify(filepath.Join(fdir, "host_key"), kubeproto.ForwarderPrincipal(kubeCluster))
+	certifyHostKey(t, e.hostCA, filepath.Join(bdir, "host_key"), "bastion", "127.0.0.1")
 
 	e.addr = kubeFreeAddr(t)
 	e.bastionLog = filepath.Join(e.dir, "bastion-audit.log")
@@ -134,38 +211,13 @@ shutdown_grace = "2s"
 [kube]
 forwarder_ca = %q
 keepalive = "1s"
-
-[[role]]
-name = "kube-dev"
-groups = ["dev"]
-kube_clusters = [%q]
-kube_groups = ["team-a-devs"]
-
+%s
 [[role]]
 name = "ops"
 groups = ["ops"]
 nodes = ["*.internal"]
-`, e.addr, bdir, filepath.Join(e.dir, "user_ca.pub"), e.bastionLog, filepath.Join(e.dir, "host_ca.pub"), kubeCluster)), 0o600)
-
-	e.fwdLog = filepath.Join(e.dir, "forwarder-audit.log")
-	e.fwdMetrics = kubeFreeAddr(t)
-	e.fwdCfg = filepath.Join(e.dir, "forwarder.toml")
-	kubeWrite(t, e.fwdCfg, []byte(fmt.Sprintf(`
-[kube]
-keepalive = "1s"
-
-[kube.forwarder]
-cluster = %q
-id = "e2e-forwarder"
-kubeconfig = %q
-bastions = [%q]
-data_dir = %q
-host_ca = %q
-audit_log = %q
-min_backoff = "100ms"
-max_backoff = "1s"
-metrics_listen = %q
-`, kubeCluster, fwdKubeconfig, e.addr, fdir, filepath.Join(e.dir, "host_ca.pub"), e.fwdLog, e.fwdMetrics)), 0o600)
+`, e.addr, bdir, filepath.Join(e.dir, "user_ca.pub"), e.bastionLog, filepath.Join(e.dir, "host_ca.pub"), kubeDevRole)), 0o600)
+	e.configureForwarder(t, e.hostCA, filepath.Join(e.dir, "host_ca.pub"), e.addr, e.knownHosts)
 
 	e.startBastion(t)
 	e.startForwarder(t)
@@ -175,11 +227,6 @@ metrics_listen = %q
 func (e *kubeEnv) startBastion(t testing.TB) {
 	t.Helper()
 	e.bastion = startKProcEnv(t, e.top, "postern-bastion", nil, "bastion listening", e.bastionBin, "--config", e.bastionCfg, "--log-level", "debug")
-}
-
-func (e *kubeEnv) startForwarder(t testing.TB) {
-	t.Helper()
-	e.fwd = startKProcEnv(t, e.top, "kube-exec forwarder", nil, "tunnel up: registered", e.kubeExecBin, "forwarder", "--config", e.fwdCfg, "--log-level", "debug")
 }
 
 // kubeUser is a person with a postern certificate in their own agent.
@@ -211,18 +258,26 @@ func (e *kubeEnv) user(t testing.TB, keyID, roles string) *kubeUser {
 	return u
 }
 
-func (u *kubeUser) env() []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + u.home, "POSTERN_HOME=" + filepath.Join(u.home, ".postern"), "SSH_AUTH_SOCK=" + u.agent.Socket}
+func (u *kubeUser) env() []string { return personEnv(u.home, u.agent.Socket) }
+
+// personEnv is what kube-exec runs with for a person: their own home
+// (kubectl's cache, ~/.postern) and ssh-agent.
+func personEnv(home, agentSock string) []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "POSTERN_HOME=" + filepath.Join(home, ".postern"), "SSH_AUTH_SOCK=" + agentSock}
 }
 
-// kubeExec runs kube-exec --cluster e2e -- kubectl args... as u.
+// run runs kube-exec --cluster e2e -- kubectl args... as u.
 func (e *kubeEnv) run(t testing.TB, u *kubeUser, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	return e.runEnv(t, u.env(), stdin, args...)
+}
+
+// runEnv runs kube-exec --cluster e2e -- kubectl args... with env.
+func (k *kubeSide) runEnv(t testing.TB, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	full := append([]string{"--cluster", kubeCluster, "--bastion", e.addr, "--known-hosts", e.knownHosts, "--", e.kubectl}, args...)
-	cmd := exec.CommandContext(ctx, e.kubeExecBin, full...)
-	cmd.Env = u.env()
+	cmd := k.command(ctx, env, args...)
 	var o, er bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &er, strings.NewReader(stdin)
 	err := cmd.Run()
@@ -309,9 +364,7 @@ func TestKube(t *testing.T) {
 	t.Run("alice watches configmaps", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.addr, "--known-hosts", e.knownHosts,
-			"--", e.kubectl, "get", "configmaps", "-n", "team-a", "--watch", "-o", "name")
-		cmd.Env = alice.env()
+		cmd := e.command(ctx, alice.env(), "get", "configmaps", "-n", "team-a", "--watch", "-o", "name")
 		var out syncBuffer
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -368,7 +421,7 @@ func TestKube(t *testing.T) {
 	})
 
 	t.Run("proxy: impersonation headers and foreign tokens are dropped", func(t *testing.T) {
-		p := e.startProxy(t, alice)
+		p := e.startProxy(t, alice.home, alice.agent.Socket)
 		// Impersonate-Group: system:masters would make alice an admin.
 		code, body := p.get(t, "/api/v1/namespaces/default/pods", map[string]string{"Impersonate-Group": "system:masters"})
 		if code != 403 || !strings.Contains(body, `alice@example.com`) {
@@ -434,19 +487,21 @@ func TestKube(t *testing.T) {
 type kubeProxy struct {
 	url, token string
 	hc         *http.Client
+	proc       *kproc
 }
 
-func (e *kubeEnv) startProxy(t testing.TB, u *kubeUser) *kubeProxy {
+// startProxy runs kube-exec proxy for the person whose home and ssh-agent
+// these are (see personEnv) until the test ends.
+func (k *kubeSide) startProxy(t testing.TB, home, agentSock string) *kubeProxy {
 	t.Helper()
 	addr := kubeFreeAddr(t)
-	p := startKProcEnv(t, t, "kube-exec proxy", u.env(), "serving cluster", e.kubeExecBin, "proxy", "--cluster", kubeCluster,
-		"--bastion", e.addr, "--known-hosts", e.knownHosts, "--listen", addr, "-v")
-	_ = p
-	tok := strings.TrimSpace(string(kubeRead(t, filepath.Join(u.home, ".postern", "kube-proxy.token"))))
+	p := startKProcEnv(t, t, "kube-exec proxy", personEnv(home, agentSock), "serving cluster", k.kubeExecBin, "proxy", "--cluster", kubeCluster,
+		"--bastion", k.bastionAddr, "--known-hosts", k.knownHosts, "--listen", addr, "-v")
+	tok := strings.TrimSpace(string(kubeRead(t, filepath.Join(home, ".postern", "kube-proxy.token"))))
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(kubeRead(t, filepath.Join(u.home, ".postern", "kube-proxy.crt")))
+	pool.AppendCertsFromPEM(kubeRead(t, filepath.Join(home, ".postern", "kube-proxy.crt")))
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	return &kubeProxy{url: "https://" + addr, token: tok, hc: hc}
+	return &kubeProxy{url: "https://" + addr, token: tok, hc: hc, proc: p}
 }
 
 func (p *kubeProxy) get(t testing.TB, path string, hdr map[string]string) (int, string) {

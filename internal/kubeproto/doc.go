@@ -11,6 +11,8 @@
 //   - For every allowed subsystem the bastion opens a [ChannelType]
 //     channel on the forwarder's connection; its extra data is an
 //     [Identity] (JSON) saying for whom the forwarder acts.
+//   - When the KRL revokes the person's certificate, the bastion sends
+//     [RevokedRequest] on the person's connection, then closes it.
 //
 // # Security invariants
 //

@@ -17,6 +17,12 @@ const (
 	// RegisterRequest is the global request a forwarder sends after
 	// authenticating; its payload is a [Register].
 	RegisterRequest = "postern-kube-forwarder@postern"
+	// RevokedRequest is the global request the bastion sends (wanting a
+	// reply) on a connection that carried kube channels when the KRL
+	// revokes the person's certificate, just before it closes the
+	// connection; its payload is a [Revoked]. kube-exec then ends the
+	// command, tells the person and does not reconnect.
+	RevokedRequest = "postern-revoked@postern"
 	// principalPrefix starts a forwarder's host certificate principal.
 	principalPrefix = "kube-forwarder/"
 	// MaxClusterLen bounds a cluster name.
@@ -85,6 +91,13 @@ type Register struct {
 	ID string `json:"id,omitempty"`
 	// Version of the forwarder.
 	Version string `json:"version,omitempty"`
+}
+
+// Revoked is the payload of [RevokedRequest] (SSH wire encoding).
+type Revoked struct {
+	// Message is what the person is told, e.g. "postern: your access was
+	// revoked".
+	Message string
 }
 
 // Identity is for whom a forwarder acts on one channel: the extra data of

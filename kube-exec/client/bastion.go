@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -28,6 +29,9 @@ var (
 	ErrExpired = errors.New("your postern certificate has expired")
 	// ErrRefused: the bastion refused the cluster (its message follows).
 	ErrRefused = errors.New("refused by the bastion")
+	// ErrRevoked: the bastion said the person's access was revoked
+	// (kubeproto.RevokedRequest); nothing is retried after it.
+	ErrRevoked = errors.New("your access was revoked")
 )
 
 // Bastion is one SSH connection to the bastion, re-established when it
@@ -41,9 +45,15 @@ type Bastion struct {
 	Agent agent.ExtendedAgent
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// OnRevoked, when set, is called once when the bastion says the
+	// person's access was revoked, before the bastion closes the
+	// connection; it must return promptly. Every Dial fails with
+	// ErrRevoked from then on: there is no reconnecting.
+	OnRevoked func()
 
-	mu     sync.Mutex
-	client *ssh.Client
+	mu      sync.Mutex
+	client  *ssh.Client
+	revoked atomic.Bool
 }
 
 // Signers returns the agent's postern certificates that are valid now,
@@ -101,6 +111,9 @@ func (b *Bastion) Connect(ctx context.Context) error {
 func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.Revoked(); err != nil {
+		return nil, err
+	}
 	if b.client != nil && b.client != broken {
 		return b.client, nil
 	}
@@ -120,6 +133,9 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 	if err != nil {
 		return nil, err
 	}
+	// The bastion says why it refuses a certificate (revoked, …) in
+	// its authentication banner.
+	var banner strings.Builder
 	cfg := &ssh.ClientConfig{
 		User:              "kube",
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
@@ -127,6 +143,12 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 		HostKeyAlgorithms: hostKeyAlgorithms(),
 		Timeout:           15 * time.Second,
 		ClientVersion:     "SSH-2.0-postern-kube-exec-" + version.Version,
+		BannerCallback: func(msg string) error {
+			if banner.Len() < 4096 {
+				banner.WriteString(msg)
+			}
+			return nil
+		},
 	}
 	d := net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", b.Addr)
@@ -138,13 +160,63 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 	if err != nil {
 		raw.Close()
 		if strings.Contains(err.Error(), "unable to authenticate") {
+			if why := bannerText(banner.String()); why != "" {
+				return nil, fmt.Errorf("the bastion %s refused your certificate: %s", b.Addr, why)
+			}
 			return nil, fmt.Errorf("the bastion %s refused your certificate (expired, revoked or from another CA?): %w", b.Addr, err)
 		}
 		return nil, fmt.Errorf("ssh to the bastion %s: %w", b.Addr, err)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	b.client = ssh.NewClient(c, chans, reqs)
+	global := make(chan *ssh.Request)
+	go b.globalRequests(reqs, global)
+	b.client = ssh.NewClient(c, chans, global)
 	return b.client, nil
+}
+
+// globalRequests takes kubeproto.RevokedRequest out of the bastion's
+// global requests and passes the others on.
+func (b *Bastion) globalRequests(in <-chan *ssh.Request, out chan<- *ssh.Request) {
+	defer close(out)
+	for r := range in {
+		if r.Type != kubeproto.RevokedRequest {
+			out <- r
+			continue
+		}
+		// Taken note of before replying: the bastion waits for the reply
+		// (a second at most) before it closes the connection.
+		if b.revoked.CompareAndSwap(false, true) && b.OnRevoked != nil {
+			b.OnRevoked()
+		}
+		if r.WantReply {
+			_ = r.Reply(true, nil)
+		}
+	}
+}
+
+// Revoked returns an error wrapping ErrRevoked once the bastion said the
+// person's access was revoked, nil before.
+func (b *Bastion) Revoked() error {
+	if !b.revoked.Load() {
+		return nil
+	}
+	return fmt.Errorf("%w (the bastion %s ended the connection)", ErrRevoked, b.Addr)
+}
+
+// bannerText is the bastion's authentication banner as one line for an
+// error message, without its "postern: " prefix.
+func bannerText(b string) string {
+	b = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' ' // terminal escapes from a banner stay out of the message
+		}
+		return r
+	}, b)
+	b = strings.Join(strings.Fields(b), " ")
+	if r := []rune(b); len(r) > 300 {
+		b = string(r[:300]) + "…"
+	}
+	return strings.TrimPrefix(b, "postern: ")
 }
 
 // hostKeyAlgorithms prefers certificates, so that known_hosts

@@ -51,9 +51,14 @@ type Command struct {
 	Stderr io.Writer
 }
 
+// KillAfter is how long a command told to stop (interrupted) has before
+// it is killed.
+const KillAfter = 5 * time.Second
+
 // RunCommand writes a kubeconfig for server/token into a private temporary
 // directory, runs the command with KUBECONFIG pointing at it, and returns
-// its exit status. The kubeconfig is removed afterwards.
+// its exit status. When ctx is done the command is interrupted (killed
+// KillAfter later). The kubeconfig is removed afterwards.
 func RunCommand(ctx context.Context, c Command, cluster, server string, caPEM []byte, token, namespace string) (int, error) {
 	dir, err := os.MkdirTemp("", "kube-exec-")
 	if err != nil {
@@ -79,10 +84,20 @@ func RunCommand(ctx context.Context, c Command, cluster, server string, caPEM []
 		return 1, fmt.Errorf("run %s: %w", c.Args[0], err)
 	}
 	// Signals reach the child from the terminal (same process group);
-	// ctx only ends it when kube-exec itself is told to stop otherwise.
-	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	// ctx only ends it when kube-exec itself is told to stop otherwise
+	// (SIGTERM, a revocation): an interrupt, then a kill if it lingers.
+	exited := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(KillAfter):
+			_ = cmd.Process.Kill()
+		}
+	})
 	defer stop()
 	err = cmd.Wait()
+	close(exited)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if code := ee.ExitCode(); code >= 0 {
