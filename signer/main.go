@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
@@ -115,13 +116,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	default:
 		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
 	}
-	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, true, logger)
 	if err != nil {
 		return err
 	}
 	defer aw.Close()
-	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw})
+	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw, AuditStats: aw.Stats})
 	if err != nil {
 		return climsg.WithHint(err, "run postern-signer init --dir DIR to create the CA keys")
 	}
@@ -266,8 +266,7 @@ func cmdHostCert(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, false, nil)
 	if err != nil {
 		return err
 	}
@@ -309,4 +308,13 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 	return nil
+}
+
+// openAudit opens the signer's audit log as [audit] configures it; serve is
+// set for the server (stdout mirror, S3 shipping in the background), not
+// for one-shot commands.
+func openAudit(cfg *config.Config, serve bool, log *slog.Logger) (*auditlog.Log, error) {
+	host, _ := os.Hostname()
+	return auditlog.Open(context.Background(), cfg, auditlog.Part{Writer: "signer", WriterID: host, Path: cfg.Signer.AuditLog, DataDir: cfg.Signer.DataDir, Serve: serve},
+		auditlog.Options{Logger: log})
 }

@@ -98,7 +98,7 @@ func cmdRevoke(args []string, stdout io.Writer) error {
 		e = revocation.NewKey(pub)
 	}
 	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, false, nil)
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,15 @@ func Open(ctx context.Context, cfg *config.Config, p Part, o Options) (*Log, err
 	}
 	a := cfg.Audit
 	opt := writerOptions(cfg, p, log)
+	if p.Path == "-" && a.KeyFile == "" {
+		// A stdout log was not signed before [audit]; a part running with
+		// a read-only data directory (a container) keeps running, unsigned.
+		k, err := audit.LoadOrCreateKey(opt.KeyFile)
+		if err != nil {
+			log.Warn("the audit log on stdout is not signed: no audit key; set [audit] key_file", "err", err)
+		}
+		opt.Key, opt.KeyFile = k, ""
+	}
 	l := &Log{log: log, timeout: o.CloseTimeout}
 	if l.timeout <= 0 {
 		l.timeout = DefaultCloseTimeout
