@@ -43,7 +43,7 @@ func ParseS3URL(s string) (S3URL, error) {
 	}
 	prefix = dirPrefix(prefix)
 	if prefix != "" {
-		if err := storage.ValidateKey(prefix + "x"); err != nil {
+		if err := storage.ValidateKey(strings.TrimSuffix(prefix, "/")); err != nil {
 			return S3URL{}, fmt.Errorf("%q: bad prefix: %w", s, err)
 		}
 	}
