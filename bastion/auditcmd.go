@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,29 +9,39 @@ import (
 	"net"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/internal/storage"
 )
 
 const auditUsage = `Usage:
-  postern-bastion audit verify --pubkey FILE [--strict] LOG…
+  postern-bastion audit verify --pubkey FILE [--strict] [S3 FLAGS] LOG…
       check every writer's hash chain and signed checkpoints; one line per
       finding, exit status 1 on any problem
   postern-bastion audit search [--user P] [--event E,…] [--node N]
-      [--since T] [--until T] [--format json|table] [--config FILE] [LOG…]
+      [--since T] [--until T] [--format json|table] [--config FILE]
+      [S3 FLAGS] [LOG…]
       print the matching events
   postern-bastion audit pubkey [--config FILE | --key FILE]
       print this bastion's audit public key (what auditors pass to --pubkey)
 
-LOG is a JSON-lines audit file. --pubkey may be given several times, or name
-a file of several keys (one per writer). T is RFC 3339, a date (2006-01-02)
-or a duration back from now (24h). Documentation: docs/audit.md.
+LOG is a JSON-lines audit file, or s3://BUCKET/PREFIX: every log shipped
+under that prefix (the S3 sink's batches, read in order, one log at a time).
+--pubkey may be given several times, or name a file of several keys (one
+per writer). T is RFC 3339, a date (2006-01-02) or a duration back from now
+(24h).
+
+S3 FLAGS: --config FILE takes the endpoint, region, addressing and
+credentials settings of its [storage] section; --s3-endpoint URL,
+--s3-region R, --s3-path-style, --s3-profile P and --s3-credentials-file
+FILE set or override them. Without either, the AWS SDK's defaults apply
+(environment, ~/.aws, instance role). Documentation: docs/audit.md.
 `
 
 // auditCmd runs "postern-bastion audit …".
@@ -75,20 +86,91 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func checkLocal(name string) error {
-	if strings.HasPrefix(name, "s3://") {
-		// TODO(issue 6): read s3://bucket/prefix through internal/storage
-		// once it is committed.
-		return climsg.WithHint(fmt.Errorf("%s: s3:// not supported yet", name), "download the objects and pass the files")
-	}
-	return nil
+// s3Flags are the S3 settings of verify and search.
+type s3Flags struct {
+	cfgPath, endpoint, region, profile, credentials *string
+	pathStyle                                       *bool
+	cfg                                             *config.Config // loaded from cfgPath
 }
+
+func addS3Flags(fs *flag.FlagSet, cfgPath *string) *s3Flags {
+	return &s3Flags{
+		cfgPath:     cfgPath,
+		endpoint:    fs.String("s3-endpoint", "", "S3 endpoint `URL` (S3-compatible servers)"),
+		region:      fs.String("s3-region", "", "S3 `REGION`"),
+		pathStyle:   fs.Bool("s3-path-style", false, "address buckets as ENDPOINT/BUCKET"),
+		profile:     fs.String("s3-profile", "", "AWS shared-config `PROFILE`"),
+		credentials: fs.String("s3-credentials-file", "", "AWS shared credentials `FILE`"),
+	}
+}
+
+func (f *s3Flags) config() (*config.Config, error) {
+	if f.cfg == nil && *f.cfgPath != "" {
+		cfg, err := config.Load(*f.cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		f.cfg = cfg
+	}
+	return f.cfg, nil
+}
+
+// store returns a store for the bucket of u, keys relative to the bucket.
+func (f *s3Flags) store(ctx context.Context, u auditlog.S3URL) (storage.Store, error) {
+	var sc storage.S3Config
+	cfg, err := f.config()
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		sc = storage.S3ConfigFor(cfg.Storage)
+	}
+	sc.Bucket, sc.Prefix = u.Bucket, ""
+	for _, o := range []struct {
+		v   string
+		dst *string
+	}{{*f.endpoint, &sc.Endpoint}, {*f.region, &sc.Region}, {*f.profile, &sc.Profile}, {*f.credentials, &sc.CredentialsFile}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	if *f.pathStyle {
+		sc.PathStyle = true
+	}
+	return storage.NewS3(ctx, sc)
+}
+
+// s3Logs lists the logs under an s3:// URL, with clear errors.
+func (f *s3Flags) s3Logs(ctx context.Context, name string) (storage.Store, []*auditlog.RemoteLog, error) {
+	u, err := auditlog.ParseS3URL(name)
+	if err != nil {
+		return nil, nil, climsg.WithHint(err, "use s3://BUCKET/PREFIX, e.g. s3://postern/audit/ or s3://postern/audit/bastion/b1/")
+	}
+	st, err := f.store(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	logs, err := auditlog.ListLogs(ctx, st, u.Prefix)
+	switch {
+	case errors.Is(err, storage.ErrAccessDenied):
+		return nil, nil, climsg.WithHint(err, "the credentials need s3:ListBucket and s3:GetObject on the bucket; pass --config, --s3-profile or --s3-credentials-file")
+	case errors.Is(err, auditlog.ErrNoLogs):
+		return nil, nil, climsg.WithHint(fmt.Errorf("%s: %w", u, err), "check the bucket and prefix: the batches are under [storage] s3_prefix + [audit] s3_prefix (default audit/), as WRITER/WRITER_ID/LOG_ID/OFFSET.jsonl")
+	case err != nil:
+		return nil, nil, climsg.WithHint(err, "check the credentials (--s3-profile, --s3-credentials-file, the AWS_* environment) and --s3-endpoint/--s3-region, or the [storage] section of --config")
+	}
+	return st, logs, nil
+}
+
+func isS3(name string) bool { return strings.HasPrefix(name, "s3://") }
 
 func auditVerify(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	var pubkeys listFlag
 	fs.Var(&pubkeys, "pubkey", "trusted audit public key `FILE`")
 	strict := fs.Bool("strict", false, "treat notes (unsigned tail, incomplete last line) as problems")
+	cfgPath := fs.String("config", "", "configuration `FILE` (its [storage] S3 settings, for s3:// logs)")
+	s3f := addS3Flags(fs, cfgPath)
 	files, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -109,38 +191,108 @@ func auditVerify(args []string, stdout io.Writer) error {
 			keys[k] = v
 		}
 	}
-	problems := 0
+	v := verifyRun{stdout: stdout, opt: audit.VerifyOptions{Keys: keys}, strict: *strict}
+	ctx := context.Background()
 	for _, name := range files {
-		if err := checkLocal(name); err != nil {
+		if !isS3(name) {
+			lines, n, err := v.log(name, func() (io.ReadCloser, error) { return os.Open(name) }, nil)
+			if err != nil {
+				return err
+			}
+			v.done(name, lines, n)
+			continue
+		}
+		st, logs, err := s3f.s3Logs(ctx, name)
+		if err != nil {
 			return err
 		}
-		r, err := audit.Verify(func() (io.ReadCloser, error) { return os.Open(name) }, audit.VerifyOptions{Keys: keys})
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", name, err)
-		}
-		for _, f := range r.Findings {
-			fmt.Fprintf(stdout, "%s: %s\n", name, f)
-		}
-		if r.Dropped > 0 {
-			fmt.Fprintf(stdout, "%s: %d more finding(s) left out\n", name, r.Dropped)
-		}
-		for _, c := range r.Chains {
-			state := "not closed"
-			if c.Closed {
-				state = "closed"
+		for _, l := range logs {
+			if err := v.remote(ctx, st, name, l); err != nil {
+				return err
 			}
-			fmt.Fprintf(stdout, "%s: %s: seq %d..%d, %d event(s), %d valid checkpoint(s), signed through seq %d, %s\n",
-				name, c.Chain, c.First, c.Last, c.Events, c.Checkpoints, c.SignedTo, state)
 		}
-		n := len(r.Problems(*strict)) + r.Dropped
-		if n == 0 {
-			fmt.Fprintf(stdout, "%s: ok (%d lines)\n", name, r.Lines)
+	}
+	if v.problems > 0 {
+		return fmt.Errorf("audit verify: %d problem(s)", v.problems)
+	}
+	return nil
+}
+
+// verifyRun verifies logs one after the other and prints the findings.
+type verifyRun struct {
+	stdout   io.Writer
+	opt      audit.VerifyOptions
+	strict   bool
+	problems int
+}
+
+// log verifies one log and prints its findings and chains; where, when
+// set, adds where a line is stored. It returns the log's lines and
+// problems.
+func (v *verifyRun) log(name string, open func() (io.ReadCloser, error), where func(line int) string) (lines, problems int, err error) {
+	r, err := audit.Verify(open, v.opt)
+	if err != nil {
+		return 0, 0, fmt.Errorf("verify %s: %w", name, err)
+	}
+	for _, f := range r.Findings {
+		extra := ""
+		if where != nil && f.Line > 0 {
+			extra = where(f.Line)
 		}
-		problems += n
+		fmt.Fprintf(v.stdout, "%s: %s%s\n", name, f, extra)
 	}
-	if problems > 0 {
-		return fmt.Errorf("audit verify: %d problem(s)", problems)
+	if r.Dropped > 0 {
+		fmt.Fprintf(v.stdout, "%s: %d more finding(s) left out\n", name, r.Dropped)
 	}
+	for _, c := range r.Chains {
+		state := "not closed"
+		if c.Closed {
+			state = "closed"
+		}
+		fmt.Fprintf(v.stdout, "%s: %s: seq %d..%d, %d event(s), %d valid checkpoint(s), signed through seq %d, %s\n",
+			name, c.Chain, c.First, c.Last, c.Events, c.Checkpoints, c.SignedTo, state)
+	}
+	return r.Lines, len(r.Problems(v.strict)) + r.Dropped, nil
+}
+
+// done counts a log's problems and prints "ok" when there were none.
+func (v *verifyRun) done(name string, lines, problems int) {
+	if problems == 0 {
+		fmt.Fprintf(v.stdout, "%s: ok (%d lines)\n", name, lines)
+	}
+	v.problems += problems
+}
+
+// remote verifies one log of an S3 prefix: its batches must follow each
+// other without gap (a removed batch is a problem, and the verifier names
+// the events it held as removed), and its lines verify as the file's.
+func (v *verifyRun) remote(ctx context.Context, st storage.Store, url string, l *auditlog.RemoteLog) error {
+	u, _ := auditlog.ParseS3URL(url)
+	name := "s3://" + u.Bucket + "/" + l.Dir
+	problems := 0
+	for _, g := range l.Gaps() {
+		if g.Overlap {
+			fmt.Fprintf(v.stdout, "%s: batch %s: inserted: it starts at byte %d, inside the batch before (which ends at %d); no shipper writes that\n", name, path.Base(g.Next), g.To, g.From)
+		} else {
+			fmt.Fprintf(v.stdout, "%s: bytes %d..%d: removed: no batch holds them (the next batch is %s): a batch was deleted from the bucket\n", name, g.From, g.To-1, path.Base(g.Next))
+		}
+		problems++
+	}
+	where := func(line int) string {
+		if key, n, ok := l.Locate(line); ok {
+			return fmt.Sprintf(" (batch %s line %d)", path.Base(key), n)
+		}
+		return ""
+	}
+	lines, n, err := v.log(name, func() (io.ReadCloser, error) { return l.Open(ctx, st), nil }, where)
+	if err != nil {
+		return err
+	}
+	for _, k := range l.Unterminated() {
+		fmt.Fprintf(v.stdout, "%s: batch %s: changed: it does not end with a newline (the shipper stores whole lines only)\n", name, path.Base(k))
+		problems++
+	}
+	v.done(name, lines, problems+n)
 	return nil
 }
 
@@ -213,7 +365,8 @@ func auditSearch(args []string, stdout, stderr io.Writer) error {
 	since := fs.String("since", "", "events at or after `T`")
 	until := fs.String("until", "", "events before `T`")
 	format := fs.String("format", "json", "json (the lines as written) or table")
-	cfgPath := fs.String("config", "", "configuration `FILE` (its [bastion] audit_log when no LOG is given)")
+	cfgPath := fs.String("config", "", "configuration `FILE` (its [bastion] audit_log when no LOG is given; its [storage] S3 settings)")
+	s3f := addS3Flags(fs, cfgPath)
 	files, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -241,7 +394,7 @@ func auditSearch(args []string, stdout, stderr io.Writer) error {
 		if *cfgPath == "" {
 			return climsg.WithHint(errors.New("no log given"), "pass LOG files or --config FILE")
 		}
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := s3f.config()
 		if err != nil {
 			return err
 		}
@@ -252,16 +405,9 @@ func auditSearch(args []string, stdout, stderr io.Writer) error {
 		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tEVENT\tPERSON\tNODE/TARGET\tSESSION\tDETAIL")
 	}
-	for _, name := range files {
-		if err := checkLocal(name); err != nil {
-			return err
-		}
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("open audit log: %w", err)
-		}
+	search := func(name string, r io.Reader) error {
 		bad := 0
-		err = audit.Scan(f, func(n int, line []byte, e *audit.Event, err error) error {
+		err := audit.Scan(r, func(n int, line []byte, e *audit.Event, err error) error {
 			if err != nil {
 				bad++
 				return nil
@@ -284,12 +430,40 @@ func auditSearch(args []string, stdout, stderr io.Writer) error {
 			_, err = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Event, e.Person, where, e.SessionID, oneLine(detail))
 			return err
 		})
-		f.Close()
 		if err != nil {
 			return fmt.Errorf("search %s: %w", name, err)
 		}
 		if bad > 0 {
 			fmt.Fprintf(stderr, "postern-bastion: warning: %s: %d line(s) are not events; run audit verify\n", name, bad)
+		}
+		return nil
+	}
+	ctx := context.Background()
+	for _, name := range files {
+		if !isS3(name) {
+			f, err := os.Open(name)
+			if err != nil {
+				return fmt.Errorf("open audit log: %w", err)
+			}
+			err = search(name, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		st, logs, err := s3f.s3Logs(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, l := range logs {
+			u, _ := auditlog.ParseS3URL(name)
+			rc := l.Open(ctx, st)
+			err := search("s3://"+u.Bucket+"/"+l.Dir, rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
 		}
 	}
 	if tw != nil {
@@ -313,7 +487,7 @@ func oneLine(s string) string {
 
 func auditPubkey(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit pubkey", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `FILE` (the key is [bastion] data_dir/audit_key)")
+	cfgPath := fs.String("config", "", "configuration `FILE` (the key is [audit] key_file, default [bastion] data_dir/audit_key)")
 	keyFile := fs.String("key", "", "audit key `FILE`")
 	if _, err := parseAll(fs, args); err != nil {
 		return err
@@ -326,7 +500,7 @@ func auditPubkey(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		*keyFile = auditKeyPath(cfg)
+		*keyFile = cfg.AuditKeyFile(cfg.Bastion.DataDir)
 		comment += " bastion/" + cfg.Bastion.ID
 	default:
 		return climsg.WithHint(errors.New("no --config or --key given"), "postern-bastion audit pubkey --config /etc/postern/postern.toml")
@@ -340,10 +514,4 @@ func auditPubkey(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, audit.PublicKeyLine(k, comment))
 	return nil
-}
-
-// auditKeyPath is where the bastion keeps the key that signs its audit
-// checkpoints.
-func auditKeyPath(cfg *config.Config) string {
-	return filepath.Join(cfg.Bastion.DataDir, "audit_key")
 }

@@ -17,7 +17,7 @@ import (
 	"syscall"
 
 	"github.com/postern-dev/postern/bastion/server"
-	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
@@ -132,12 +132,13 @@ func run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 	if err := os.MkdirAll(b.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	aw, err := audit.OpenFile(b.AuditLog, audit.Options{Writer: "bastion", WriterID: b.ID, KeyFile: auditKeyPath(cfg), Logger: log})
+	aw, err := auditlog.Open(ctx, cfg, auditlog.Part{Writer: "bastion", WriterID: b.ID, Path: b.AuditLog, DataDir: b.DataDir, Serve: true},
+		auditlog.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer aw.Close()
-	srv, err := server.New(cfg, server.Options{Logger: log, Audit: aw})
+	srv, err := server.New(cfg, server.Options{Logger: log, Audit: aw, AuditStats: aw.Stats})
 	if err != nil {
 		return climsg.WithHint(err, "check [bastion] user_ca, host_key and host_cert; postern-bastion check-config --config FILE")
 	}

@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/kube-exec/forwarder"
@@ -55,7 +55,8 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("create data dir: %w", err)
 		}
 	}
-	aw, err := audit.Open(f.AuditLog, "kube-forwarder", f.ID)
+	aw, err := auditlog.Open(ctx, cfg, auditlog.Part{Writer: "kube-forwarder", WriterID: f.ID, Path: f.AuditLog, DataDir: f.DataDir, Serve: true},
+		auditlog.Options{Logger: log})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
@@ -116,8 +117,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	default:
 		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
 	}
-	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, true, logger)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	} else {
 		logger.Info("revocation list loaded", "store", cfg.Signer.RevocationStore, "generation", l.Generation, "revocations", len(l.Entries))
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw, Revocations: revs})
+	srv, err := server.New(cfg, server.Options{Logger: logger, Audit: aw, AuditStats: aw.Stats, Revocations: revs})
 	if err != nil {
 		return climsg.WithHint(err, "run postern-signer init --dir DIR to create the CA keys")
 	}
@@ -277,8 +277,7 @@ func cmdHostCert(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, false, nil)
 	if err != nil {
 		return err
 	}
@@ -320,4 +319,13 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 	return nil
+}
+
+// openAudit opens the signer's audit log as [audit] configures it; serve is
+// set for the server (stdout mirror, S3 shipping in the background), not
+// for one-shot commands.
+func openAudit(cfg *config.Config, serve bool, log *slog.Logger) (*auditlog.Log, error) {
+	host, _ := os.Hostname()
+	return auditlog.Open(context.Background(), cfg, auditlog.Part{Writer: "signer", WriterID: host, Path: cfg.Signer.AuditLog, DataDir: cfg.Signer.DataDir, Serve: serve},
+		auditlog.Options{Logger: log})
 }

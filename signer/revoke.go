@@ -106,7 +106,7 @@ func cmdRevoke(args []string, stdout, stderr io.Writer) error {
 		e = revocation.NewKey(pub)
 	}
 	host, _ := os.Hostname()
-	aw, err := audit.Open(cfg.Signer.AuditLog, "signer", host)
+	aw, err := openAudit(cfg, false, nil)
 	if err != nil {
 		return err
 	}

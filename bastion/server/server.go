@@ -19,6 +19,7 @@ import (
 	"github.com/postern-dev/postern/bastion/authz"
 	"github.com/postern-dev/postern/bastion/revocation"
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/version"
 )
@@ -50,6 +51,9 @@ type Options struct {
 	// KRLSource overrides where the KRL comes from (tests); [bastion]
 	// revocation and its keys decide otherwise.
 	KRLSource revocation.Source
+	// AuditStats reports the audit log's S3 shipping, for metrics (nil or
+	// ok false: not shipping).
+	AuditStats func() (auditlog.Stats, bool)
 }
 
 // Server is a running bastion.
@@ -134,6 +138,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.registerRecordingMetrics()
+	auditlog.RegisterMetrics(s.metrics.reg, opts.AuditStats)
 	s.gs = &gliderssh.Server{
 		Version:              "postern-" + version.Version,
 		HostSigners:          gliderSigners(hk.Signers()),

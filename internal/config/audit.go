@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -12,8 +13,9 @@ import (
 type Audit struct {
 	// KeyFile is the part's Ed25519 audit key, which signs checkpoints;
 	// created (0600, with a .pub beside it) when missing. Default: the file
-	// "audit_key" in the directory of the part's audit log (for a log on
-	// stdout, in the part's data directory).
+	// "audit_key" in the part's data directory (signer.data_dir,
+	// bastion.data_dir, kube.forwarder.data_dir), beside its other keys
+	// rather than beside a log that log shippers may read.
 	KeyFile string `toml:"key_file"`
 	// CheckpointEvery writes a signed checkpoint after that many events.
 	// Default 1000; -1 never (checkpoints are still written by time and at
@@ -67,17 +69,13 @@ func (a *Audit) applyDefaults() {
 	}
 }
 
-// AuditKeyFile is the audit key of a part whose log is logPath and whose
-// data directory is dataDir: [audit] key_file when set, else "audit_key"
-// beside the log (in dataDir for a log on stdout).
-func (c *Config) AuditKeyFile(logPath, dataDir string) string {
+// AuditKeyFile is the audit key of a part whose data directory is
+// dataDir: [audit] key_file when set, else dataDir/audit_key.
+func (c *Config) AuditKeyFile(dataDir string) string {
 	if c.Audit.KeyFile != "" {
 		return c.Audit.KeyFile
 	}
-	if logPath == "-" || logPath == "" {
-		return filepath.Join(dataDir, "audit_key")
-	}
-	return filepath.Join(filepath.Dir(logPath), "audit_key")
+	return filepath.Join(dataDir, "audit_key")
 }
 
 func (c *Config) validateAudit(add func(error)) {
@@ -97,9 +95,13 @@ func (c *Config) validateAudit(add func(error)) {
 	if a.S3 && c.Storage.S3Bucket == "" {
 		add(c.errAt("audit.s3", "needs storage.s3_bucket: the audit log is shipped to the recordings' bucket"))
 	}
-	if p := a.S3Prefix; p != "" {
-		if p[0] == '/' || filepath.Clean("/"+p) != "/"+trimSlash(p) {
-			add(c.errAt("audit.s3_prefix", "must be relative, without empty or dot segments: %q", p))
+	if p := trimSlash(a.S3Prefix); a.S3Prefix != "" {
+		// The object key rules of internal/storage.
+		for seg := range strings.SplitSeq(p, "/") {
+			if seg == "" || strings.HasPrefix(seg, ".") || strings.ContainsAny(seg, "\\\x00\n\r\t") {
+				add(c.errAt("audit.s3_prefix", "must be relative, without empty, dot or hidden segments: %q", a.S3Prefix))
+				break
+			}
 		}
 	}
 	if a.S3BatchInterval.Duration < 0 {

@@ -13,11 +13,13 @@ func TestAuditDefaults(t *testing.T) {
 		a.S3 || a.S3Prefix != "audit/" || a.S3BatchInterval.Duration != 10*time.Second || a.S3BatchBytes != 4<<20 {
 		t.Errorf("audit defaults = %+v", a)
 	}
-	if got := c.AuditKeyFile("/var/lib/postern/bastion/audit.log", "/x"); got != "/var/lib/postern/bastion/audit_key" {
-		t.Errorf("key beside the log = %q", got)
+	// The bastion's key stays where it always was: data_dir/audit_key,
+	// wherever its log is.
+	if got := c.AuditKeyFile(c.Bastion.DataDir); got != "/var/lib/postern/bastion/audit_key" {
+		t.Errorf("bastion key = %q", got)
 	}
-	if got := c.AuditKeyFile("-", "/var/lib/postern/kube-forwarder"); got != "/var/lib/postern/kube-forwarder/audit_key" {
-		t.Errorf("key for a stdout log = %q", got)
+	if got := c.AuditKeyFile("/var/lib/postern/kube-forwarder"); got != "/var/lib/postern/kube-forwarder/audit_key" {
+		t.Errorf("forwarder key = %q", got)
 	}
 	if c.Signer.RevocationStore != "file" {
 		t.Errorf("revocation_store default = %q", c.Signer.RevocationStore)
@@ -26,7 +28,7 @@ func TestAuditDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AuditKeyFile("/a/audit.log", "/b") != "/etc/postern/audit_key" || c.Audit.CheckpointEvery != -1 || !c.Audit.Stdout || !c.Audit.S3 {
+	if c.AuditKeyFile("/b") != "/etc/postern/audit_key" || c.Audit.CheckpointEvery != -1 || !c.Audit.Stdout || !c.Audit.S3 {
 		t.Errorf("audit = %+v", c.Audit)
 	}
 }
@@ -42,6 +44,8 @@ func TestAuditErrors(t *testing.T) {
 		{"relative key", "[audit]\nkey_file = \"audit_key\"\n", "a.toml:2: audit.key_file: must be an absolute path"},
 		{"checkpoint count", "[audit]\ncheckpoint_every = -5\n", "audit.checkpoint_every"},
 		{"prefix", "[storage]\ns3_bucket = \"b\"\n[audit]\ns3_prefix = \"../x\"\n", "a.toml:4: audit.s3_prefix"},
+		{"hidden prefix", "[storage]\ns3_bucket = \"b\"\n[audit]\ns3_prefix = \"audit/.x/\"\n", "a.toml:4: audit.s3_prefix: must be relative, without empty, dot or hidden segments"},
+		{"absolute prefix", "[storage]\ns3_bucket = \"b\"\n[audit]\ns3_prefix = \"/audit/\"\n", "a.toml:4: audit.s3_prefix"},
 		{"unknown key", "[audit]\nfsync = true\n", "a.toml:2: audit.fsync: unknown key"},
 		{"revocation store", "[signer]\nrevocation_store = \"dynamo\"\n", "a.toml:2: signer.revocation_store: must be \"file\" or \"s3\""},
 		{"revocation store s3", "[signer]\nrevocation_store = \"s3\"\n", "signer.revocation_store: \"s3\" needs storage.s3_bucket"},

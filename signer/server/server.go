@@ -23,6 +23,7 @@ import (
 
 	"github.com/postern-dev/postern/internal/api"
 	"github.com/postern-dev/postern/internal/audit"
+	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/bastionauth"
 	"github.com/postern-dev/postern/internal/config"
 	"github.com/postern-dev/postern/internal/sshcert"
@@ -47,6 +48,9 @@ type Options struct {
 	// Revocations stores the revocation list (nil: the store the config's
 	// signer.revocation_store names, see revocation.Open).
 	Revocations revocation.Store
+	// AuditStats reports the audit log's S3 shipping, for metrics (nil or
+	// ok false: not shipping).
+	AuditStats func() (auditlog.Stats, bool)
 }
 
 // Server is the signer's HTTP API.
@@ -77,6 +81,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, errors.New("signer server needs an audit emitter")
 	}
 	m := newSignerMetrics()
+	auditlog.RegisterMetrics(m.reg, opts.AuditStats)
 	s := &Server{cfg: cfg, log: opts.Logger, audit: countingEmitter{inner: opts.Audit, m: m}, now: opts.Now, metrics: m}
 	if opts.Revocations == nil {
 		st, err := revocation.Open(context.Background(), cfg, opts.Logger)
