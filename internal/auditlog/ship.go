@@ -13,7 +13,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/postern-dev/postern/internal/storage"
@@ -141,9 +140,9 @@ func NewShipper(path string, store storage.Store, opt ShipperOptions) (*Shipper,
 	if err != nil {
 		return nil, fmt.Errorf("audit shipping: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if busy, err := tryLock(lock); busy || err != nil {
 		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if busy {
 			return nil, ErrBusy
 		}
 		return nil, fmt.Errorf("audit shipping: lock %s: %w", lock.Name(), err)
@@ -164,7 +163,7 @@ func (s *Shipper) release() {
 	if s.f != nil {
 		s.f.Close()
 	}
-	_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+	unlock(s.lock)
 	s.lock.Close()
 }
 
@@ -210,10 +209,7 @@ func (s *Shipper) stat() (ino uint64, size int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("audit shipping: %w", err)
 	}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = sys.Ino
-	}
-	return ino, fi.Size(), nil
+	return inode(fi), fi.Size(), nil
 }
 
 // newLog starts shipping the file as a new log from offset 0.
