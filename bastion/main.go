@@ -90,19 +90,9 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	if check {
 		return server.CheckConfig(cfg, stdout)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var log *slog.Logger
-	switch *logFormat {
-	case "text":
-		log = slog.New(slog.NewTextHandler(stderr, hopts))
-	case "json":
-		log = slog.New(slog.NewJSONHandler(stderr, hopts))
-	default:
-		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
+	log, err := climsg.NewLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

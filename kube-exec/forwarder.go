@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 
@@ -25,19 +24,9 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return climsg.WithHint(fmt.Errorf("bad --log-level %q", *logLevel), "use debug, info, warn or error")
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var log *slog.Logger
-	switch *logFormat {
-	case "text":
-		log = slog.New(slog.NewTextHandler(stderr, hopts))
-	case "json":
-		log = slog.New(slog.NewJSONHandler(stderr, hopts))
-	default:
-		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
+	log, err := climsg.NewLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
 	}
 	if *cfgPath == "" {
 		return climsg.WithHint(errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/kube-forwarder.toml")

@@ -103,19 +103,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("bad --log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var logger *slog.Logger
-	switch *logFormat {
-	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, hopts))
-	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
-	default:
-		return climsg.WithHint(fmt.Errorf("bad --log-format %q", *logFormat), "use text or json")
+	logger, err := climsg.NewLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
 	}
 	aw, err := openAudit(cfg, true, logger)
 	if err != nil {
@@ -325,7 +315,6 @@ func cmdCheck(args []string, stdout io.Writer) error {
 // set for the server (stdout mirror, S3 shipping in the background), not
 // for one-shot commands.
 func openAudit(cfg *config.Config, serve bool, log *slog.Logger) (*auditlog.Log, error) {
-	host, _ := os.Hostname()
-	return auditlog.Open(context.Background(), cfg, auditlog.Part{Writer: "signer", WriterID: host, Path: cfg.Signer.AuditLog, DataDir: cfg.Signer.DataDir, Serve: serve},
+	return auditlog.Open(context.Background(), cfg, auditlog.Part{Writer: "signer", WriterID: cfg.Signer.ID, Path: cfg.Signer.AuditLog, DataDir: cfg.Signer.DataDir, Serve: serve},
 		auditlog.Options{Logger: log})
 }

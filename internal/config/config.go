@@ -38,6 +38,9 @@ type Config struct {
 type Signer struct {
 	// Listen is the HTTPS listen address. Default "127.0.0.1:3080".
 	Listen string `toml:"listen"`
+	// ID names this signer in audit events (writer_id) and logs; give
+	// each signer of an HA install its own. Default: the host name.
+	ID string `toml:"id"`
 	// URL is the public base URL clients and the IdP use to reach the
 	// signer. Default "https://" + Listen.
 	URL string `toml:"url"`
@@ -397,6 +400,9 @@ func (c *Config) errAt(key, format string, args ...any) error {
 func (c *Config) applyDefaults() {
 	s := &c.Signer
 	setDefault(&s.Listen, DefaultSignerListen)
+	if s.ID == "" {
+		s.ID, _ = os.Hostname()
+	}
 	setDefault(&s.URL, "https://"+s.Listen)
 	s.URL = strings.TrimRight(s.URL, "/")
 	setDefault(&s.DataDir, DefaultSignerDataDir)
