@@ -362,3 +362,31 @@ func TestReachable(t *testing.T) {
 		t.Errorf("unknown role reaches %v", got)
 	}
 }
+
+// TestDecisionRoles: a decision names every role whose own rules allow the
+// hop, and only those (a role reaching other nodes has no say on this one).
+func TestDecisionRoles(t *testing.T) {
+	p := testPolicy(t)
+	for _, tt := range []struct {
+		roles []string
+		host  string
+		port  uint32
+		want  []string
+	}{
+		{[]string{"web", "db"}, "web1.prod.internal", 22, []string{"web"}},
+		{[]string{"db", "web", "any", "world"}, "web1.prod.internal", 22, []string{"web", "any", "world"}},
+		{[]string{"web", "any"}, "web1.prod.internal", 8080, []string{"web", "any"}},
+		{[]string{"web", "any"}, "web1.prod.internal", 2222, []string{"any"}},
+		{[]string{"any", "world", "loop"}, "localnode", 2201, []string{"loop"}}, // loopback: only a prefix rule inside 127.0.0.0/8
+		{[]string{"net", "db"}, "10.40.0.1", 22, []string{"net"}},
+	} {
+		d, err := p.Decide(context.Background(), tt.roles, tt.host, tt.port)
+		if err != nil {
+			t.Errorf("%v %s:%d: %v", tt.roles, tt.host, tt.port, err)
+			continue
+		}
+		if !slices.Equal(d.Roles, tt.want) {
+			t.Errorf("%v %s:%d: roles %v, want %v", tt.roles, tt.host, tt.port, d.Roles, tt.want)
+		}
+	}
+}

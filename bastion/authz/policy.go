@@ -120,6 +120,10 @@ type Decision struct {
 	Addrs []netip.Addr
 	// Rule is the rule that allowed the first address ("role: rule").
 	Rule string
+	// Roles are all the person's roles whose own rules allow the first
+	// address (in the order asked): the roles under which the hop runs,
+	// e.g. for their recording settings.
+	Roles []string
 }
 
 // Rules returns the rules of the named roles that exist in the
@@ -216,10 +220,48 @@ func (p *Policy) Decide(ctx context.Context, roles []string, host string, port u
 		}
 		if d.Rule == "" {
 			d.Rule = allowedBy.Role + ": " + allowedBy.Raw
+			d.Roles = allowingRoles(rules, t.Port, byNameMatch(t, node, inInventory), a, class, special)
 		}
 		d.Addrs = append(d.Addrs, a)
 	}
 	return d, nil
+}
+
+// byNameMatch reports whether a glob or label rule names the target.
+func byNameMatch(t Target, node Node, inInventory bool) func(r *Rule) bool {
+	return func(r *Rule) bool {
+		switch r.Kind {
+		case config.RuleGlob:
+			return globMatch(r.Glob, t.Host) || inInventory && globMatch(r.Glob, node.Name)
+		case config.RuleLabel:
+			return inInventory && node.Labels[r.LabelKey] == r.LabelValue
+		}
+		return false
+	}
+}
+
+// allowingRoles lists the roles, in rule order, with a rule that allows
+// port and address a of the target on its own: as Decide does, a special address
+// only through a prefix rule inside its class.
+func allowingRoles(rules []Rule, port uint16, named func(*Rule) bool, a netip.Addr, class Class, special bool) []string {
+	var out []string
+	for i := range rules {
+		r := &rules[i]
+		if slices.Contains(out, r.Role) || !r.AllowsPort(port) {
+			continue
+		}
+		ok := false
+		switch r.Kind {
+		case config.RulePrefix:
+			ok = r.Prefix.Contains(a) && (!special || class.namedBy(r.Prefix))
+		default:
+			ok = !special && named(r)
+		}
+		if ok {
+			out = append(out, r.Role)
+		}
+	}
+	return out
 }
 
 // lookup finds the inventory node a target names: by name, or by address

@@ -155,7 +155,13 @@ func (s *Server) recordingFor(p *principal, dec authz.Decision) (on, input bool)
 	}
 	on = false
 	known := 0
-	for _, name := range p.id.Roles {
+	// The roles the hop runs under: those whose rules allow it. A role
+	// that does not reach this node (a kube-only role, say) has no say.
+	roles := dec.Roles
+	if len(roles) == 0 {
+		roles = p.id.Roles
+	}
+	for _, name := range roles {
 		role, ok := r.roles[name]
 		if !ok {
 			continue
