@@ -23,7 +23,7 @@ PREREQS := ssh:openssh-client ssh-agent:openssh-client ssh-keygen:openssh-client
 	sftp:openssh-client scp:openssh-client sshd:openssh-server ip:iproute2 \
 	useradd:passwd flock:util-linux unshare:util-linux \
 	dpkg-deb:dpkg rpm:rpm systemd-analyze:systemd \
-	rsync:rsync tmux:tmux haproxy:haproxy
+	rsync:rsync tmux:tmux haproxy:haproxy pkill:procps
 
 .PHONY: help
 help: ## show this help

@@ -137,26 +137,6 @@ func run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logg
 		return climsg.WithHint(fmt.Errorf("listen: %w", err), "change [bastion] listen or stop what uses the port")
 	}
 	log.Info("bastion listening", "addr", ln.Addr().String(), "id", b.ID, "version", version.Version)
-	go reloadOnHUP(ctx, hup, cfgPath, srv, log)
+	go config.ReloadOn(ctx, hup, cfgPath, srv.Reload, log)
 	return srv.Serve(ctx, ln)
-}
-
-// reloadOnHUP re-reads the configuration at each SIGHUP and applies its
-// roles and node rules; a configuration that does not load or validate is
-// refused and the one in force kept.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, srv *server.Server, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		cfg, err := config.Load(path)
-		if err == nil {
-			err = srv.Reload(cfg)
-		}
-		if err != nil {
-			log.Error("reload refused: keeping the configuration in force", "path", path, "err", err)
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
@@ -52,5 +53,20 @@ func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer aw.Close()
 	ictx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
+	// SIGHUP (systemctl reload, a terminal closing) would otherwise end the
+	// process as if cleanly, and Restart=on-failure would not bring it back.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Warn("SIGHUP: the forwarder has nothing to reload; restart it to apply a changed configuration")
+			case <-ictx.Done():
+				return
+			}
+		}
+	}()
 	return forwarder.Run(ictx, cfg, forwarder.Options{Logger: log, Audit: aw})
 }

@@ -47,6 +47,8 @@ Usage:
   postern-signer --version
 
 Run "postern-signer COMMAND --help" for a command's flags.
+Signals: SIGTERM/SIGINT stop the server; SIGHUP reloads the [[role]] entries
+from the configuration file (a file that does not validate is refused).
 Documentation: docs/config.md, docs/login.md, docs/revocation.md in the source tree.
 `
 
@@ -130,6 +132,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go config.ReloadOn(ctx, hup, *cfgPath, srv.Reload, logger)
 	return srv.Run(ctx)
 }
 

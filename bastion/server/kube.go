@@ -307,7 +307,7 @@ func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, conn
 		deny(audit.AccessDenied, kubeproto.ErrBadCluster, parseErr.Error(), "postern: "+parseErr.Error())
 		return
 	}
-	access, ok := k.cfg.KubeAccessFor(p.id.Roles, cluster)
+	access, ok := k.s.policy.state().cfg.KubeAccessFor(p.id.Roles, cluster)
 	if !ok {
 		deny(audit.AccessDenied, ErrKubeNotAllowed, fmt.Sprintf("no role of %v lists cluster %s", p.id.Roles, cluster),
 			fmt.Sprintf("postern: access to cluster %s denied: not allowed by your roles", cluster))

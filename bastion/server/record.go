@@ -37,8 +37,6 @@ import (
 
 // recording is the bastion's recording-mode state.
 type recording struct {
-	roles    map[string]config.Role
-	nodes    map[string]string // inventory name -> "on"/"off"/""
 	limit    int64
 	hostKey  ssh.Signer        // presented for node names
 	signer   *signerapi.Client // nil until a host certificate exists
@@ -58,13 +56,7 @@ type nodeHostCert struct {
 // initRecording prepares recording mode: the spool (recovering what a
 // crash left), the store it uploads to, and the signer client.
 func (s *Server) initRecording(cfg *config.Config, hk *HostKey) error {
-	r := &recording{roles: map[string]config.Role{}, nodes: map[string]string{}, limit: cfg.Bastion.ExecCaptureLimit, certs: map[string]*nodeHostCert{}}
-	for _, role := range cfg.Roles {
-		r.roles[role.Name] = role
-	}
-	for _, n := range cfg.Bastion.Nodes {
-		r.nodes[n.Name] = n.Recording
-	}
+	r := &recording{limit: cfg.Bastion.ExecCaptureLimit, certs: map[string]*nodeHostCert{}}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
@@ -161,8 +153,9 @@ func (s *Server) recordingFor(p *principal, dec authz.Decision) (on, input bool)
 	if len(roles) == 0 {
 		roles = p.id.Roles
 	}
+	pol := s.policy.state()
 	for _, name := range roles {
-		role, ok := r.roles[name]
+		role, ok := pol.roles[name]
 		if !ok {
 			continue
 		}
@@ -175,7 +168,7 @@ func (s *Server) recordingFor(p *principal, dec authz.Decision) (on, input bool)
 	if known == 0 {
 		on = true
 	}
-	switch r.nodes[dec.Node] {
+	switch pol.nodes[dec.Node] {
 	case "on":
 		on = true
 	case "off":

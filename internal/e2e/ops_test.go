@@ -250,7 +250,7 @@ func TestOpsReload(t *testing.T) {
 
 	bstWrite(t, e.cfgPath, []byte(strings.Replace(string(orig), oldDB, newDB, 1)), 0o600)
 	hup()
-	waitLog(t, e, "reloaded roles and node rules")
+	waitLog(t, e, "reloaded roles, node rules, kube access and recording settings")
 	if out, stderr, code := bstRun(t, "ssh", alice.cfg, "", "node1", "echo reloaded"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("db after the reload: %q, exit %d: %s", out, code, stderr)
 	}

@@ -501,6 +501,20 @@ func TestPackages(t *testing.T) {
 				units = "/lib/systemd/system"
 			}
 			copyMissing(t, units, filepath.Join(dest, "usr/lib/systemd/system"))
+			// ExecReload runs /bin/kill, which every system has (procps)
+			// but this root does not: give it the host's.
+			kill, err := exec.LookPath("kill")
+			if err != nil {
+				t.Fatalf("no kill binary on this host: %v", err)
+			}
+			if err := os.MkdirAll(filepath.Join(dest, "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(kill); err != nil {
+				t.Fatal(err)
+			} else if err := os.WriteFile(filepath.Join(dest, "bin/kill"), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			env := []string{"MANPATH=" + filepath.Join(dest, "usr/share/man"), "SYSTEMD_LOG_COLOR=0"}
 			unitNames := []string{"postern-signer.service", "postern-bastion.service", "postern-kube-forwarder.service"}
 			var unitPaths []string

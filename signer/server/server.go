@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -55,7 +56,9 @@ type Options struct {
 
 // Server is the signer's HTTP API.
 type Server struct {
-	cfg    *config.Config
+	cfg *config.Config
+	// roles are the [[role]] entries in force, swapped by Reload.
+	roles  atomic.Pointer[[]config.Role]
 	userCA *ca.Authority
 	hostCA *ca.Authority
 	logins *login.Manager
@@ -83,6 +86,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	m := newSignerMetrics()
 	auditlog.RegisterMetrics(m.reg, opts.AuditStats)
 	s := &Server{cfg: cfg, log: opts.Logger, audit: countingEmitter{inner: opts.Audit, m: m}, now: opts.Now, metrics: m}
+	s.roles.Store(&cfg.Roles)
 	if opts.Revocations == nil {
 		st, err := revocation.Open(context.Background(), cfg, opts.Logger)
 		if err != nil {
@@ -315,7 +319,7 @@ func (s *Server) issueUser(ctx context.Context, l *login.Login, c login.Claims) 
 		s.emit(ctx, ev)
 		return "", err
 	}
-	g, err := policy.Decide(s.cfg.Roles, c.Groups)
+	g, err := policy.Decide(*s.roles.Load(), c.Groups)
 	if err != nil {
 		ev.Event, ev.Reason = audit.CertRefused, err.Error()
 		s.emit(ctx, ev)
@@ -538,4 +542,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeErr(w http.ResponseWriter, status int, msg, hint string) {
 	writeJSON(w, status, api.Error{Error: msg, Hint: hint})
+}
+
+// Reload applies the roles of a newly loaded configuration (SIGHUP): which
+// IdP groups get which roles, logins, extensions, TTLs and source
+// addresses, for certificates issued from then on. Everything else (keys,
+// listeners, the IdP, storage) needs a restart. cfg must have been loaded
+// and validated (config.Load).
+func (s *Server) Reload(cfg *config.Config) error {
+	roles := cfg.Roles
+	s.roles.Store(&roles)
+	s.log.Info("reloaded roles", "roles", len(roles))
+	return nil
 }

@@ -50,6 +50,7 @@ func (m *memAudit) named(name string) []audit.Event {
 
 // env is a signer served over TLS on loopback, talking to an IdP.
 type env struct {
+	srv    *Server
 	cfg    *config.Config
 	url    string
 	client *signerclient.Client
@@ -166,7 +167,7 @@ logins = ["dev"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{cfg: cfg, url: base, client: client, http: hc, audit: mem, userCA: userPub}, idp
+	return &env{srv: srv, cfg: cfg, url: base, client: client, http: hc, audit: mem, userCA: userPub}, idp
 }
 
 func mustRead(t *testing.T, p string) []byte {
@@ -535,4 +536,35 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestReloadRoles: after Reload, logins get the roles of the new
+// configuration; the login before it kept the old ones.
+func TestReloadRoles(t *testing.T) {
+	e, _ := startSigner(t, "", nil)
+	login := func() sshcert.Identity {
+		t.Helper()
+		r, cb := e.startBrowser(t, newKey(t), 0, "alice", "pw-alice")
+		e.callback(t, cb).Body.Close()
+		res := e.poll(t, r)
+		if res.Status != api.StatusDone {
+			t.Fatalf("poll = %+v", res)
+		}
+		return sshcert.IdentityOf(parseCert(t, res.Certificate))
+	}
+	if id := login(); strings.Join(id.Roles, ",") != "infra,dev" {
+		t.Fatalf("before reload: roles %v", id.Roles)
+	}
+	cfg := *e.cfg
+	cfg.Roles = []config.Role{{Name: "infra-ro", Groups: []string{"infra"}, Logins: []string{"viewer"}, MaxTTL: config.Duration{Duration: time.Hour}, Extensions: []string{"permit-pty"}, Recording: "on"}}
+	if err := e.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	id := login()
+	if strings.Join(id.Roles, ",") != "infra-ro" || strings.Join(id.Principals, ",") != "viewer" {
+		t.Fatalf("after reload: roles %v, principals %v", id.Roles, id.Principals)
+	}
+	if life := id.ValidBefore.Sub(id.ValidAfter); life > time.Hour+2*time.Minute {
+		t.Errorf("after reload: lifetime %v, want the new max_ttl of 1h", life)
+	}
 }
