@@ -568,3 +568,43 @@ func TestReloadRoles(t *testing.T) {
 		t.Errorf("after reload: lifetime %v, want the new max_ttl of 1h", life)
 	}
 }
+
+// TestRemovedFromIdP: offboarding through the IdP. Once alice is removed
+// there, a login she had half done (the IdP had already sent her back with
+// a code) yields no certificate, the failure is audited, and a new login
+// is refused at the IdP. bob, still there, logs in as before.
+func TestRemovedFromIdP(t *testing.T) {
+	e, idp := startSigner(t, "", nil)
+	r, cb := e.startBrowser(t, newKey(t), 0, "alice", "pw-alice")
+	idp.SetUsers(users[1:]) // alice leaves the company
+	e.callback(t, cb)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := e.client.WaitLogin(ctx, r.LoginID, r.PollToken, 100*time.Millisecond)
+	if err == nil && res.Certificate != "" {
+		t.Fatalf("a certificate was issued after alice was removed from the IdP: %+v", res)
+	}
+	if got := e.audit.named(audit.CertIssued); len(got) != 0 {
+		t.Fatalf("cert.issued after removal: %+v", got)
+	}
+	failed := e.audit.named(audit.LoginFailed)
+	if len(failed) == 0 || failed[len(failed)-1].LoginID != r.LoginID {
+		t.Fatalf("no login.failed for the half-done login: %+v", failed)
+	}
+
+	start, err := e.client.StartLogin(context.Background(), api.LoginStartRequest{PublicKey: pubLine(newKey(t)), Mode: api.ModeBrowser, RedirectURL: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toCallback := func(u *url.URL) bool { return strings.HasPrefix(u.String(), e.url+api.PathCallback) }
+	if res, err := testidp.BrowserLogin(context.Background(), start.AuthURL, "alice", "pw-alice", toCallback); err == nil && toCallback(res.FinalURL) {
+		t.Fatal("the IdP let a removed person sign in and sent her back to the signer")
+	}
+	// carol, still at the IdP, signs in there as before (and is then
+	// refused by the signer for having no role: she is the control).
+	rc, cbc := e.startBrowser(t, newKey(t), 0, "carol", "pw-carol")
+	e.callback(t, cbc)
+	if res := e.poll(t, rc); res.Status != api.StatusFailed || !strings.Contains(res.Error, "role") {
+		t.Fatalf("carol: %+v", res)
+	}
+}
