@@ -39,6 +39,8 @@ type Bastion struct {
 	KnownHosts string
 	// Agent holds the postern certificate.
 	Agent agent.ExtendedAgent
+	// AgentConn, when set, is closed with the bastion connection.
+	AgentConn io.Closer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 
@@ -134,7 +136,14 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 		return nil, fmt.Errorf("connect to the bastion %s: %w", b.Addr, err)
 	}
 	_ = raw.SetDeadline(time.Now().Add(cfg.Timeout))
+	// The handshake ends early when ctx does (kube-exec's command exited
+	// before the connection was needed).
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(raw, b.Addr, cfg)
+	if !stop() && err == nil {
+		c.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		raw.Close()
 		if strings.Contains(err.Error(), "unable to authenticate") {
@@ -157,10 +166,14 @@ func hostKeyAlgorithms() []string {
 	}
 }
 
-// Close closes the connection.
+// Close closes the connection (and AgentConn).
 func (b *Bastion) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.AgentConn != nil {
+		b.AgentConn.Close()
+		b.AgentConn = nil
+	}
 	if b.client == nil {
 		return nil
 	}

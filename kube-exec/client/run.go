@@ -51,6 +51,10 @@ type Command struct {
 	Stderr io.Writer
 }
 
+// killGrace is how long a child told to stop may take before it is
+// killed.
+const killGrace = 5 * time.Second
+
 // RunCommand writes a kubeconfig for server/token into a private temporary
 // directory, runs the command with KUBECONFIG pointing at it, and returns
 // its exit status. The kubeconfig is removed afterwards.
@@ -79,10 +83,20 @@ func RunCommand(ctx context.Context, c Command, cluster, server string, caPEM []
 		return 1, fmt.Errorf("run %s: %w", c.Args[0], err)
 	}
 	// Signals reach the child from the terminal (same process group);
-	// ctx only ends it when kube-exec itself is told to stop otherwise.
-	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	// ctx only ends it when kube-exec itself is told to stop otherwise, or
+	// cannot reach the cluster: an interrupt, then a kill after killGrace.
+	exited := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(killGrace):
+			_ = cmd.Process.Kill()
+		}
+	})
 	defer stop()
 	err = cmd.Wait()
+	close(exited)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if code := ee.ExitCode(); code >= 0 {
