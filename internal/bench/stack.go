@@ -53,6 +53,10 @@ type Stack struct {
 	UserCert   *ssh.Certificate
 	UserSigner ssh.Signer // the cert signer
 	HostCA     ssh.PublicKey
+	// hostCASigner certifies the kube forwarder.
+	hostCASigner ssh.Signer
+	// kubeExecB is a second kube-exec measured beside bin/kube-exec.
+	kubeExecB string
 	// The bastion's host key and certificate, to call the signer's
 	// bastion API as the bastion does.
 	BastionKey  ssh.Signer
@@ -254,6 +258,11 @@ func (p *Proc) stop() {
 }
 
 func (s *Stack) start(name string, argv ...string) (*Proc, error) {
+	return s.startEnv(name, nil, argv...)
+}
+
+// startEnv starts a process with env (nil: this process's environment).
+func (s *Stack) startEnv(name string, env []string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(s.Dir, "logs", name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -262,6 +271,9 @@ func (s *Stack) start(name string, argv ...string) (*Proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if name == "bastion" && len(s.BastionEnv) > 0 {
 		cmd.Env = append(os.Environ(), s.BastionEnv...)
+	}
+	if env != nil {
+		cmd.Env = env
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// Nothing outlives a killed benchmark.
@@ -402,6 +414,11 @@ func (s *Stack) keys() error {
 		return err
 	}
 	s.HostCA = hostCA.PublicKey()
+	s.hostCASigner = hostCA
+	// The bastion accepts kube forwarders certified by the host CA.
+	if err := os.WriteFile(filepath.Join(s.Dir, "bastion", "forwarder_ca.pub"), ssh.MarshalAuthorizedKey(s.HostCA), 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "client", "known_hosts"),
 		[]byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(s.HostCA))), 0o600); err != nil {
 		return err
@@ -562,6 +579,9 @@ recording = "on"
 [storage]
 local_dir = "%s/recordings"
 
+[kube]
+forwarder_ca = "%s/bastion/forwarder_ca.pub"
+
 [[role]]
 name = "bench"
 groups = ["bench"]
@@ -569,7 +589,9 @@ logins = [%q]
 nodes = ["label:bench=yes", "label:bench=yes:%d"]
 extensions = ["permit-pty", "permit-port-forwarding"]
 recording = "off"
-`, ports[2], d, d, bastionPrincipal, ports[0], d, d, NodeFwd, NodeIP, NodeRec, NodeIP, d, LoginUser, HoldPort)
+kube_clusters = [%q]
+kube_groups = [%q]
+`, ports[2], d, d, bastionPrincipal, ports[0], d, d, NodeFwd, NodeIP, NodeRec, NodeIP, d, d, LoginUser, HoldPort, KubeCluster, kubeGroup)
 	return os.WriteFile(filepath.Join(d, "postern.toml"), []byte(cfg), 0o600)
 }
 
