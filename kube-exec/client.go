@@ -197,7 +197,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("listen on loopback: %w", err)
 	}
 	token := client.NewToken()
-	cert, caPEM, err := client.LoopbackTLS("")
+	cert, caPEM, err := client.CachedLoopbackTLS(filepath.Join(posternHome(), client.ExecTLSFile))
 	if err != nil {
 		return err
 	}
