@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -46,6 +47,9 @@ type Bastion struct {
 
 	mu     sync.Mutex
 	client *ssh.Client
+	// subsystemOnly is set once the bastion turned down a kube channel
+	// as unknown (a bastion that predates it).
+	subsystemOnly atomic.Bool
 }
 
 // Signers returns the agent's postern certificates that are valid now,
@@ -182,9 +186,10 @@ func (b *Bastion) Close() error {
 	return err
 }
 
-// Dial opens a kube/CLUSTER subsystem channel: a byte stream to the
-// cluster's API server through its forwarder. A lost connection is
-// re-established once.
+// Dial opens a stream to the cluster's API server through its forwarder:
+// a kube channel, or on bastions that predate it a session channel asking
+// for the kube/CLUSTER subsystem. A lost connection is re-established
+// once.
 func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 	var broken *ssh.Client
 	for attempt := 0; ; attempt++ {
@@ -192,28 +197,63 @@ func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ch, reqs, err := c.OpenChannel("session", nil)
+		var ch ssh.Channel
+		if !b.subsystemOnly.Load() {
+			ch, err = openKubeChannel(c, cluster)
+			var oe *ssh.OpenChannelError
+			if errors.As(err, &oe) && oe.Reason == ssh.UnknownChannelType {
+				b.subsystemOnly.Store(true)
+			}
+		}
+		if b.subsystemOnly.Load() {
+			ch, err = openKubeSubsystem(c, cluster)
+		}
 		if err != nil {
 			var oe *ssh.OpenChannelError
-			if attempt == 0 && !errors.As(err, &oe) {
+			if attempt == 0 && !errors.Is(err, ErrRefused) && !errors.As(err, &oe) {
 				broken = c // the connection is gone: redial
 				continue
 			}
-			return nil, fmt.Errorf("open a channel to the bastion: %w", err)
-		}
-		go ssh.DiscardRequests(reqs)
-		ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{kubeproto.Subsystem(cluster)}))
-		if err != nil {
-			ch.Close()
-			return nil, fmt.Errorf("ask the bastion for cluster %s: %w", cluster, err)
-		}
-		if !ok {
-			msg := readRefusal(ch)
-			ch.Close()
-			return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+			return nil, err
 		}
 		return &chanConn{Channel: ch, remote: b.Addr}, nil
 	}
+}
+
+// openKubeChannel opens a kube channel naming the cluster: one round
+// trip, answered once the bastion has a channel to a forwarder.
+func openKubeChannel(c *ssh.Client, cluster string) (ssh.Channel, error) {
+	ch, reqs, err := c.OpenChannel(kubeproto.ClientChannelType, ssh.Marshal(kubeproto.ClientOpen{Cluster: cluster}))
+	if err != nil {
+		var oe *ssh.OpenChannelError
+		if errors.As(err, &oe) && oe.Reason != ssh.UnknownChannelType {
+			return nil, fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(strings.TrimSpace(oe.Message), "postern: "))
+		}
+		return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+	}
+	go ssh.DiscardRequests(reqs)
+	return ch, nil
+}
+
+// openKubeSubsystem opens a session channel and asks for the subsystem
+// kube/CLUSTER: two round trips.
+func openKubeSubsystem(c *ssh.Client, cluster string) (ssh.Channel, error) {
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+	}
+	go ssh.DiscardRequests(reqs)
+	ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{kubeproto.Subsystem(cluster)}))
+	if err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("ask the bastion for cluster %s: %w", cluster, err)
+	}
+	if !ok {
+		msg := readRefusal(ch)
+		ch.Close()
+		return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+	}
+	return ch, nil
 }
 
 // readRefusal reads what the bastion wrote on stderr before refusing.
