@@ -221,8 +221,11 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}()
 
 	// Ctrl-C goes to the whole foreground process group: let the child
-	// decide, and keep serving until it exits.
-	signal.Ignore(os.Interrupt)
+	// decide, and keep serving until it exits. Caught, not ignored: an
+	// ignored signal stays ignored in the child across exec.
+	sigint := make(chan os.Signal, 1)
+	signal.Notify(sigint, os.Interrupt)
+	defer signal.Stop(sigint)
 	code, err := client.RunCommand(rctx, client.Command{
 		Args: cmdArgs, Env: os.Environ(), Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 	}, f.cluster, "https://"+ln.Addr().String(), caPEM, token, client.CurrentNamespace(os.Getenv("KUBECONFIG")))

@@ -369,6 +369,27 @@ func TestKube(t *testing.T) {
 		})
 	})
 
+	t.Run("the command gets Ctrl-C", func(t *testing.T) {
+		// kube-exec ignores SIGINT itself (the terminal sends it to the
+		// whole process group), but must not pass the ignoring on.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.addr, "--known-hosts", e.knownHosts,
+			"--", "sh", "-c", "grep '^SigIgn:' /proc/self/status")
+		cmd.Env = alice.env()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var mask uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "SigIgn: %x", &mask); err != nil {
+			t.Fatalf("parse %q: %v", out, err)
+		}
+		if mask&(1<<(syscall.SIGINT-1)) != 0 {
+			t.Errorf("the command starts with SIGINT ignored (SigIgn %016x)", mask)
+		}
+	})
+
 	t.Run("bastion unreachable", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

@@ -200,8 +200,7 @@ func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 		var ch ssh.Channel
 		if !b.subsystemOnly.Load() {
 			ch, err = openKubeChannel(c, cluster)
-			var oe *ssh.OpenChannelError
-			if errors.As(err, &oe) && oe.Reason == ssh.UnknownChannelType {
+			if errors.Is(err, errNoKubeChannels) {
 				b.subsystemOnly.Store(true)
 			}
 		}
@@ -220,16 +219,26 @@ func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 	}
 }
 
+// errNoKubeChannels: the bastion predates kube channels.
+var errNoKubeChannels = errors.New("the bastion does not know kube channels")
+
 // openKubeChannel opens a kube channel naming the cluster: one round
 // trip, answered once the bastion has a channel to a forwarder.
 func openKubeChannel(c *ssh.Client, cluster string) (ssh.Channel, error) {
 	ch, reqs, err := c.OpenChannel(kubeproto.ClientChannelType, ssh.Marshal(kubeproto.ClientOpen{Cluster: cluster}))
 	if err != nil {
 		var oe *ssh.OpenChannelError
-		if errors.As(err, &oe) && oe.Reason != ssh.UnknownChannelType {
-			return nil, fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(strings.TrimSpace(oe.Message), "postern: "))
+		switch {
+		case !errors.As(err, &oe):
+			return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+		// A bastion that predates kube channels turns them down as
+		// unknown, or (postern's) as "postern: TYPE channels are not
+		// allowed"; a refusal of the kube channel itself never names
+		// the channel type.
+		case oe.Reason == ssh.UnknownChannelType, strings.Contains(oe.Message, kubeproto.ClientChannelType):
+			return nil, errNoKubeChannels
 		}
-		return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+		return nil, fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(strings.TrimSpace(oe.Message), "postern: "))
 	}
 	go ssh.DiscardRequests(reqs)
 	return ch, nil

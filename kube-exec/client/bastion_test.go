@@ -29,13 +29,14 @@ type fakeBastion struct {
 	// kubeChannels: whether it knows kubeproto.ClientChannelType; refuse:
 	// the message it refuses every cluster with ("" serves them).
 	kubeChannels bool
+	oldPostern   bool // refuses unknown channel types as postern's bastion did
 	refuse       string
 
 	mu    sync.Mutex
 	opens []string // channel types opened, in order
 }
 
-func startFakeBastion(t *testing.T, kubeChannels bool, refuse string) (*fakeBastion, ssh.PublicKey) {
+func startFakeBastion(t *testing.T, kubeChannels bool, refuse string, oldPostern ...bool) (*fakeBastion, ssh.PublicKey) {
 	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hk, err := ssh.NewSignerFromKey(priv)
@@ -49,7 +50,7 @@ func startFakeBastion(t *testing.T, kubeChannels bool, refuse string) (*fakeBast
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	f := &fakeBastion{addr: ln.Addr().String(), kubeChannels: kubeChannels, refuse: refuse}
+	f := &fakeBastion{addr: ln.Addr().String(), kubeChannels: kubeChannels, refuse: refuse, oldPostern: len(oldPostern) > 0 && oldPostern[0]}
 	go func() {
 		for {
 			nc, err := ln.Accept()
@@ -108,6 +109,10 @@ func (f *fakeBastion) serve(nc net.Conn, cfg *ssh.ServerConfig) {
 					go echo(ch)
 				}
 			}()
+		case newCh.ChannelType() == kubeproto.ClientChannelType && f.oldPostern:
+			// postern's bastion before kube channels: every channel type
+			// it does not serve is refused (and audited) this way.
+			newCh.Reject(ssh.Prohibited, "postern: "+newCh.ChannelType()+" channels are not allowed")
 		default:
 			newCh.Reject(ssh.UnknownChannelType, "unsupported channel type")
 		}
@@ -171,13 +176,15 @@ func TestDialKubeChannelOrSubsystem(t *testing.T) {
 	for _, tt := range []struct {
 		name         string
 		kubeChannels bool
+		oldPostern   bool
 		want         []string
 	}{
-		{"kube channel", true, []string{kubeproto.ClientChannelType, kubeproto.ClientChannelType}},
-		{"older bastion", false, []string{kubeproto.ClientChannelType, "session", "session"}},
+		{"kube channel", true, false, []string{kubeproto.ClientChannelType, kubeproto.ClientChannelType}},
+		{"older bastion", false, false, []string{kubeproto.ClientChannelType, "session", "session"}},
+		{"older postern bastion", false, true, []string{kubeproto.ClientChannelType, "session", "session"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f, hk := startFakeBastion(t, tt.kubeChannels, "")
+			f, hk := startFakeBastion(t, tt.kubeChannels, "", tt.oldPostern)
 			b := testBastionClient(t, f, hk)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
