@@ -157,13 +157,22 @@ func (f *clientFlags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// loopbackPorts is how many ports, from the one derived from the cluster
+// name on, kube-exec tries before taking any free port.
+const loopbackPorts = 8
+
 // listenLoopback listens on a port derived from the cluster name, so that
 // kubectl's discovery cache (kept per server address) is reused from run
-// to run; on any other free port when that one is taken.
+// to run; when that one is taken (a kube-exec proxy, a k9s through
+// kube-exec in another terminal) on the next of a few fixed ones, so that
+// the cache still holds; on any free port after that.
 func listenLoopback(cluster string) (net.Listener, error) {
-	port := kubeproto.ProxyPort(cluster)
-	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-		return ln, nil
+	base := kubeproto.ProxyPort(cluster)
+	for i := range loopbackPorts {
+		port := kubeproto.ProxyPortBase + (base-kubeproto.ProxyPortBase+i)%kubeproto.ProxyPortRange
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			return ln, nil
+		}
 	}
 	return net.Listen("tcp", "127.0.0.1:0")
 }

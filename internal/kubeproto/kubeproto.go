@@ -185,5 +185,11 @@ func ProxyPort(cluster string) int {
 		h ^= uint32(cluster[i])
 		h *= 16777619
 	}
-	return 40000 + int(h%20000)
+	return ProxyPortBase + int(h%ProxyPortRange)
 }
+
+// ProxyPort's range: ProxyPortRange ports from ProxyPortBase.
+const (
+	ProxyPortBase  = 40000
+	ProxyPortRange = 20000
+)
