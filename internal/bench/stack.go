@@ -24,11 +24,6 @@ import (
 // e2e tests' 10.213 and the demo's 10.214.
 const (
 	LoginUser = "postern-bench"
-	netnsName = "pbench-node"
-	vethHost  = "pbench-h"
-	vethNode  = "pbench-n"
-	hostIP    = "10.216.1.1"
-	NodeIP    = "10.216.1.2"
 	HoldPort  = 7000 // the idle-session sink in the node's namespace
 	// Bastion node names: the same sshd, forwarded or recorded.
 	NodeFwd = "node"
@@ -36,6 +31,43 @@ const (
 	// bastionPrincipal is the name the signer accepts bastions under.
 	bastionPrincipal = "postern-bastion"
 )
+
+// The node's network namespace, veth pair and /30 (10.216.N.0/30) belong
+// to one run: runs from two checkouts on one machine (make bench in
+// each) must not delete each other's. UseNet sets them.
+var (
+	netID     int
+	netnsName string
+	vethHost  string
+	vethNode  string
+	hostIP    string
+	NodeIP    string
+)
+
+func init() { UseNet(1) }
+
+// UseNet names the node's network N (1 to 250): namespace pbN-node,
+// veth pair pbN-h/pbN-n, 10.216.N.1 and .2, CPU cgroups
+// postern-bench-N-*. It must be called before StartStack.
+func UseNet(n int) {
+	netID = n
+	netnsName = fmt.Sprintf("pb%d-node", n)
+	vethHost, vethNode = fmt.Sprintf("pb%d-h", n), fmt.Sprintf("pb%d-n", n)
+	hostIP, NodeIP = fmt.Sprintf("10.216.%d.1", n), fmt.Sprintf("10.216.%d.2", n)
+	PathDirect.Target, PathSSHDJump.Target = NodeIP, NodeIP
+}
+
+// NetFor is the network a work directory uses by default: one of
+// 2..201 from a hash of its absolute path, so that two checkouts
+// rarely share one.
+func NetFor(dir string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(dir); i++ {
+		h ^= uint32(dir[i])
+		h *= 16777619
+	}
+	return 2 + int(h%200)
+}
 
 // Stack is everything a benchmark run talks to.
 type Stack struct {

@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string) error {
 	kubePods := fs.Int("kube-pods", 20, "pods kubectl lists in the kube phase")
 	goPkgs := fs.String("gobench-pkgs", "./signer/ca,./internal/sshcert,./bastion/server", "packages whose Go benchmarks are the ceilings")
 	benchtime := fs.String("benchtime", "1s", "go test -benchtime")
+	netN := fs.Int("net", 0, "node network `N` (1-250): namespace pbN-node, 10.216.N.0/30, cgroups postern-bench-N-* (default: from a hash of -dir, so that two checkouts do not collide)")
 	render := fs.String("render", "", "only rewrite the report from this results.json (give the flags of its run)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,6 +70,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	absDir, _ := filepath.Abs(*dir)
+	if *netN < 1 || *netN > 250 {
+		*netN = bench.NetFor(absDir)
+	}
+	bench.UseNet(*netN)
 	absBin, _ := filepath.Abs(*bin)
 	root, _ := os.Getwd()
 	cfg := bench.Config{
