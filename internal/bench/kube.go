@@ -54,7 +54,7 @@ const (
 type KubeResult struct {
 	// Skipped says why the phase did not run (no Kubernetes binaries).
 	Skipped string `json:",omitempty"`
-	Kubectl string // kubectl version --client
+	Kubectl string // kubectl's version
 	Pods    int    // pods in the namespace listed
 	Runs    int    // command runs per path
 	// Commands are wall times of whole commands, ms.
@@ -120,7 +120,7 @@ func (s *Stack) runKube(ctx context.Context, cfg Config) (*KubeResult, error) {
 	}
 	r := &KubeResult{Pods: cfg.KubePods, Runs: cfg.KubeRuns, ReqN: cfg.KubeRequests}
 	if out, err := exec.Command(bins.Kubectl, "version", "--client").Output(); err == nil {
-		r.Kubectl = strings.TrimSpace(strings.Split(string(out), "\n")[0])
+		r.Kubectl = strings.TrimPrefix(strings.TrimSpace(strings.Split(string(out), "\n")[0]), "Client Version: ")
 	}
 	if r.Commands, err = k.commands(ctx, cfg.KubeRuns); err != nil {
 		return r, err
@@ -607,7 +607,11 @@ func (r *Report) kubeMarkdown(p func(string, ...any)) {
 		p("Not measured: %s.\n\n", k.Skipped)
 		return
 	}
-	p("A real etcd and kube-apiserver (internal/kubetest; %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`kube-exec forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).\n\n", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
+	p("A real etcd and kube-apiserver (internal/kubetest, Kubernetes %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`kube-exec forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
+	if k.command(KubeExecB) != nil {
+		p(" **kube-exec (B)** is `kube-exec -- kubectl` with another kube-exec build (`-kube-exec-b`, see the command above), for a before/after comparison in one run.")
+	}
+	p("\n\n")
 	p("Reproduce: `make kube-bins` once, then `make bench BENCH_FLAGS=\"-phases kube -out /tmp/kube-bench.md\"` (about a minute).\n\n")
 	p("### Whole commands\n\n`kubectl get pods -n %s`, %d runs per path, interleaved (the order reversed every other round). Wall time in milliseconds.\n\n", kubeNamespace, k.Runs)
 	p("| path | median | p10 | p90 | min | max | × direct | errors |\n|---|---|---|---|---|---|---|---|\n")
