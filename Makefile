@@ -87,7 +87,7 @@ lint: ## go vet, gofmt and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 .PHONY: bench
-bench: prereqs build ## benchmarks against stock OpenSSH (root, ~8 min): writes docs/benchmarks.md
+bench: prereqs build ## benchmarks against stock OpenSSH and direct kubectl (root, ~9 min; kube phase after make kube-bins): writes docs/benchmarks.md
 	@mkdir -p .cache/bench-bin
 	$(GO) build -trimpath -o .cache/bench-bin/postern-bench ./internal/bench/cmd/postern-bench
 	@# unstripped builds of the same source, so that perf can name functions

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh/agent"
 
@@ -44,61 +45,109 @@ func posternHome() string {
 	return filepath.Join(h, ".postern")
 }
 
-// connect checks the flags, connects to the bastion and opens a first
-// channel to the cluster, so that refusals are reported before anything
-// runs. It returns the endpoint's dial function (which hands out the
-// first channel first). onRevoked is called when the bastion says the
-// person's access was revoked (client.Bastion.OnRevoked).
-func (f *clientFlags) connect(ctx context.Context, onRevoked func()) (*client.Bastion, func(context.Context) (net.Conn, error), error) {
+// prepare checks the flags and what can be checked without the network
+// (ssh-agent holds a valid postern certificate), and returns the bastion
+// connection, not yet dialled. onRevoked is called when the bastion says
+// the person's access was revoked (client.Bastion.OnRevoked).
+func (f *clientFlags) prepare(onRevoked func()) (*client.Bastion, error) {
 	if f.cluster == "" {
-		return nil, nil, climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
+		return nil, climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
 	}
 	if err := kubeproto.ValidCluster(f.cluster); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	home := posternHome()
 	if f.knownHosts == "" {
-		f.knownHosts = filepath.Join(home, "known_hosts")
-	}
-	if f.bastion == "" {
-		addr, err := client.BastionFromSigner(ctx, filepath.Join(home, "state.json"))
-		if err != nil {
-			return nil, nil, climsg.WithHint(err, "pass --bastion HOST:PORT, or run postern login and postern config first")
-		}
-		f.bastion = addr
+		f.knownHosts = filepath.Join(posternHome(), "known_hosts")
 	}
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" {
-		return nil, nil, climsg.WithHint(client.ErrNotLoggedIn, "start ssh-agent and run postern login")
+		return nil, climsg.WithHint(client.ErrNotLoggedIn, "start ssh-agent and run postern login")
 	}
 	ac, err := net.Dial("unix", sock)
 	if err != nil {
-		return nil, nil, climsg.WithHint(fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login")
+		return nil, climsg.WithHint(fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login")
 	}
-	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac), OnRevoked: onRevoked}
+	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac), AgentConn: ac, OnRevoked: onRevoked}
+	if _, err := client.Signers(b.Agent, time.Now()); err != nil {
+		b.Close()
+		return nil, f.hint(err)
+	}
+	return b, nil
+}
+
+// connect finds the bastion (asking the signer when --bastion is not
+// given), connects and opens a first channel to the cluster, so that a
+// refusal is known before any request is made.
+func (f *clientFlags) connect(ctx context.Context, b *client.Bastion) (net.Conn, error) {
+	if b.Addr == "" {
+		addr, err := client.BastionFromSigner(ctx, filepath.Join(posternHome(), "state.json"))
+		if err != nil {
+			return nil, climsg.WithHint(err, "pass --bastion HOST:PORT, or run postern login and postern config first")
+		}
+		b.Addr = addr
+		f.bastion = addr
+	}
 	first, err := b.Dial(ctx, f.cluster)
 	if err != nil {
-		ac.Close()
-		switch {
-		case errors.Is(err, client.ErrNotLoggedIn), errors.Is(err, client.ErrExpired):
-			return nil, nil, climsg.WithHint(err, "run postern login")
-		case errors.Is(err, client.ErrRefused):
-			return nil, nil, climsg.WithHint(err, "ask the bastion what you may reach: ssh "+f.bastion+" whoami")
-		}
-		return nil, nil, err
+		return nil, f.hint(err)
 	}
-	var mu sync.Mutex
-	dial := func(ctx context.Context) (net.Conn, error) {
-		mu.Lock()
-		c := first
-		first = nil
-		mu.Unlock()
+	return first, nil
+}
+
+// hint adds what to do about a connection error.
+func (f *clientFlags) hint(err error) error {
+	switch {
+	case errors.Is(err, client.ErrNotLoggedIn), errors.Is(err, client.ErrExpired):
+		return climsg.WithHint(err, "run postern login")
+	case errors.Is(err, client.ErrRefused):
+		return climsg.WithHint(err, "ask the bastion what you may reach: ssh "+f.bastion+" whoami")
+	}
+	return err
+}
+
+// pending is the bastion connection being made while the command starts.
+type pending struct {
+	done  chan struct{}
+	err   error // set before done is closed
+	mu    sync.Mutex
+	first net.Conn // handed out once
+}
+
+// startConnect connects in the background; see [pending.dialer].
+func (f *clientFlags) startConnect(ctx context.Context, b *client.Bastion) *pending {
+	p := &pending{done: make(chan struct{})}
+	go func() {
+		p.first, p.err = f.connect(ctx, b)
+		close(p.done)
+	}()
+	return p
+}
+
+// dialer returns the endpoint's dial function: it waits for the
+// connection, hands out the first channel first, then opens new ones.
+// When the connection failed it holds the request until its client goes
+// away: kube-exec ends the command and reports the error itself, rather
+// than have the command print a second, vaguer one.
+func (p *pending) dialer(b *client.Bastion, cluster string) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if p.err != nil {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		p.mu.Lock()
+		c := p.first
+		p.first = nil
+		p.mu.Unlock()
 		if c != nil {
 			return c, nil
 		}
-		return b.Dial(ctx, f.cluster)
+		return b.Dial(ctx, cluster)
 	}
-	return b, dial, nil
 }
 
 func (f *clientFlags) logger(stderr io.Writer) *slog.Logger {
@@ -109,13 +158,22 @@ func (f *clientFlags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// loopbackPorts is how many ports, from the one derived from the cluster
+// name on, kube-exec tries before taking any free port.
+const loopbackPorts = 8
+
 // listenLoopback listens on a port derived from the cluster name, so that
 // kubectl's discovery cache (kept per server address) is reused from run
-// to run; on any other free port when that one is taken.
+// to run; when that one is taken (a kube-exec proxy, a k9s through
+// kube-exec in another terminal) on the next of a few fixed ones, so that
+// the cache still holds; on any free port after that.
 func listenLoopback(cluster string) (net.Listener, error) {
-	port := kubeproto.ProxyPort(cluster)
-	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-		return ln, nil
+	base := kubeproto.ProxyPort(cluster)
+	for i := range loopbackPorts {
+		port := kubeproto.ProxyPortBase + (base-kubeproto.ProxyPortBase+i)%kubeproto.ProxyPortRange
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			return ln, nil
+		}
 	}
 	return net.Listen("tcp", "127.0.0.1:0")
 }
@@ -133,37 +191,64 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(cmdArgs) == 0 {
 		return climsg.WithHint(errors.New("no command given"), "kube-exec --cluster NAME -- kubectl get pods")
 	}
-	// A revocation ends the command (kubectl's watch included) at once.
-	rctx, revoked := context.WithCancel(ctx)
-	defer revoked()
-	b, dial, err := f.connect(ctx, revoked)
+	// A revocation, or a connection that cannot be made, ends the command
+	// (kubectl's watch included) at once; kube-exec says why.
+	rctx, abort := context.WithCancel(ctx)
+	defer abort()
+	b, err := f.prepare(abort)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	// The command starts while SSH connects: its own start-up (tens of
+	// milliseconds for kubectl) hides the handshake. Its requests wait
+	// for the connection; none is sent before it is authenticated.
+	cctx, cancelConnect := context.WithCancel(ctx)
+	defer cancelConnect()
+	conn := f.startConnect(cctx, b)
 	ln, err := listenLoopback(f.cluster)
 	if err != nil {
 		return fmt.Errorf("listen on loopback: %w", err)
 	}
 	token := client.NewToken()
-	cert, caPEM, err := client.LoopbackTLS("")
+	cert, caPEM, err := client.CachedLoopbackTLS(filepath.Join(posternHome(), client.ExecTLSFile))
 	if err != nil {
 		return err
 	}
-	local := &client.Local{Token: token, Dial: dial, Logger: f.logger(stderr)}
+	local := &client.Local{Token: token, Dial: conn.dialer(b, f.cluster), Logger: f.logger(stderr)}
 	sctx, stopServe := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { _ = client.Serve(sctx, ln, cert, local.Handler()); close(served) }()
 	defer func() { stopServe(); <-served }()
 
+	go func() {
+		select {
+		case <-conn.done:
+			if conn.err != nil {
+				abort()
+			}
+		case <-rctx.Done():
+		}
+	}()
+
 	// Ctrl-C goes to the whole foreground process group: let the child
-	// decide, and keep serving until it exits.
-	signal.Ignore(os.Interrupt)
+	// decide, and keep serving until it exits. Caught, not ignored: an
+	// ignored signal stays ignored in the child across exec.
+	sigint := make(chan os.Signal, 1)
+	signal.Notify(sigint, os.Interrupt)
+	defer signal.Stop(sigint)
 	code, err := client.RunCommand(rctx, client.Command{
 		Args: cmdArgs, Env: os.Environ(), Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 	}, f.cluster, "https://"+ln.Addr().String(), caPEM, token, client.CurrentNamespace(os.Getenv("KUBECONFIG")))
 	if rerr := b.Revoked(); rerr != nil {
 		return revokedError(rerr)
+	}
+	select {
+	case <-conn.done:
+		if conn.err != nil && rctx.Err() != nil && ctx.Err() == nil {
+			return conn.err
+		}
+	default:
 	}
 	if err != nil {
 		return err
@@ -185,11 +270,18 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sctx, revoked := context.WithCancel(ctx)
 	defer revoked()
-	b, dial, err := f.connect(ctx, revoked)
+	b, err := f.prepare(revoked)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	first, err := f.connect(ctx, b)
+	if err != nil {
+		return err
+	}
+	conn := &pending{done: make(chan struct{}), first: first}
+	close(conn.done)
+	dial := conn.dialer(b, f.cluster)
 	token, err := client.ProxyToken(posternHome())
 	if err != nil {
 		return fmt.Errorf("proxy token: %w", err)

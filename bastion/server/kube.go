@@ -77,6 +77,7 @@ func (s *Server) initKube(cfg *config.Config) error {
 	}
 	k.session = s.gs.ChannelHandlers["session"]
 	s.gs.ChannelHandlers["session"] = k.handleSession
+	s.gs.ChannelHandlers[kubeproto.ClientChannelType] = k.handleKubeChannel
 	s.gs.RequestHandlers[kubeproto.RegisterRequest] = k.handleRegister
 	s.kube = k
 	return nil
@@ -275,7 +276,7 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 		var sub struct{ Name string }
 		if ssh.Unmarshal(first.Payload, &sub) == nil {
 			if cluster, ok, err := kubeproto.ParseSubsystem(sub.Name); ok {
-				k.serve(ctx, st, p, conn, ch, reqs, first, cluster, err)
+				k.serve(ctx, st, p, conn, &kubeSubsystem{ch: ch, reqs: reqs, req: first}, cluster, err)
 				return
 			}
 		}
@@ -283,33 +284,99 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 	k.session(srv, conn, &acceptedChannel{ch: ch, reqs: replay(ctx, first, reqs)}, ctx)
 }
 
-// serve carries one kube/CLUSTER subsystem to a forwarder of the cluster.
-func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, conn ssh.Conn, ch ssh.Channel, reqs <-chan *ssh.Request, req *ssh.Request, cluster string, parseErr error) {
-	defer ch.Close()
+// handleKubeChannel serves a kube-exec channel naming its cluster in the
+// channel open: the kube/CLUSTER subsystem in one round trip.
+func (k *kubeHub) handleKubeChannel(_ *gliderssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gliderssh.Context) {
+	st := stateOf(ctx)
+	p := st.identity(conn)
+	if p == nil {
+		nc.Reject(ssh.Prohibited, "not authenticated")
+		return
+	}
+	if isForwarder(p) {
+		k.s.refuseForwarderChannel(ctx, st, p, nc, "")
+		return
+	}
+	var open kubeproto.ClientOpen
+	var cluster string
+	err := ssh.Unmarshal(nc.ExtraData(), &open)
+	if err != nil {
+		err = fmt.Errorf("%w: malformed channel open", kubeproto.ErrBadCluster)
+	} else if err = kubeproto.ValidCluster(open.Cluster); err == nil {
+		cluster = open.Cluster
+	}
+	k.serve(ctx, st, p, conn, &kubeChannel{nc: nc}, cluster, err)
+}
+
+// kubeStream is the person's side of one stream to a cluster: a session
+// channel that asked for the kube subsystem, or a kube channel not yet
+// accepted.
+type kubeStream interface {
+	// refuse tells the client why and ends the stream.
+	refuse(reason ssh.RejectionReason, msg string)
+	// accept returns the stream to carry.
+	accept() (ssh.Channel, error)
+}
+
+// kubeSubsystem answers a subsystem request on an accepted session.
+type kubeSubsystem struct {
+	ch   ssh.Channel
+	reqs <-chan *ssh.Request
+	req  *ssh.Request
+}
+
+func (s *kubeSubsystem) refuse(_ ssh.RejectionReason, msg string) {
+	refuseKube(s.ch, s.req, msg)
+	s.ch.Close()
+}
+
+func (s *kubeSubsystem) accept() (ssh.Channel, error) {
+	s.req.Reply(true, nil)
+	go ssh.DiscardRequests(s.reqs)
+	return s.ch, nil
+}
+
+// kubeChannel accepts or rejects a kube channel open.
+type kubeChannel struct{ nc ssh.NewChannel }
+
+func (c *kubeChannel) refuse(reason ssh.RejectionReason, msg string) { c.nc.Reject(reason, msg) }
+
+func (c *kubeChannel) accept() (ssh.Channel, error) {
+	ch, reqs, err := c.nc.Accept()
+	if err != nil {
+		return nil, err
+	}
+	go ssh.DiscardRequests(reqs)
+	return ch, nil
+}
+
+// serve carries one stream to a forwarder of the cluster; conn is the
+// person's connection (told of a revocation before it is cut).
+func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, conn ssh.Conn, cl kubeStream, cluster string, parseErr error) {
 	if !st.beginChannel() {
-		refuseKube(ch, req, "postern: the bastion is shutting down")
+		cl.refuse(ssh.ResourceShortage, "postern: the bastion is shutting down")
 		return
 	}
 	defer st.endChannel()
 	sid := newID()
 	target := kubeproto.Subsystem(cluster)
 	log := st.log.With("session_id", sid, "person", p.id.KeyID, "target", target)
-	deny := func(name string, sentinel error, detail, userMsg string) {
+	deny := func(name string, sentinel error, reason ssh.RejectionReason, detail, userMsg string) {
 		e := st.baseEvent(name, p)
 		e.SessionID, e.Method, e.Target, e.Cluster = sid, "kube", target, cluster
 		e.Reason, e.Error = sentinel.Error(), detail
 		log.Warn("kube subsystem refused", "reason", sentinel.Error(), "detail", detail)
 		k.s.emit(ctx, e)
-		refuseKube(ch, req, userMsg)
+		cl.refuse(reason, userMsg)
 	}
 	if parseErr != nil {
 		target = "kube/?"
-		deny(audit.AccessDenied, kubeproto.ErrBadCluster, parseErr.Error(), "postern: "+parseErr.Error())
+		deny(audit.AccessDenied, kubeproto.ErrBadCluster, ssh.Prohibited, parseErr.Error(), "postern: "+parseErr.Error())
 		return
 	}
 	access, ok := k.s.policy.state().cfg.KubeAccessFor(p.id.Roles, cluster)
 	if !ok {
-		deny(audit.AccessDenied, ErrKubeNotAllowed, fmt.Sprintf("no role of %v lists cluster %s", p.id.Roles, cluster),
+		deny(audit.AccessDenied, ErrKubeNotAllowed, ssh.Prohibited, fmt.Sprintf("no role of %v lists cluster %s", p.id.Roles, cluster),
 			fmt.Sprintf("postern: access to cluster %s denied: not allowed by your roles", cluster))
 		return
 	}
@@ -338,13 +405,16 @@ func (k *kubeHub) serve(ctx gliderssh.Context, st *connState, p *principal, conn
 		if len(errs) > 0 {
 			detail = errors.Join(errs...).Error()
 		}
-		deny(audit.ConnectFailed, ErrKubeNoForwarder, detail,
+		deny(audit.ConnectFailed, ErrKubeNoForwarder, ssh.ConnectionFailed, detail,
 			fmt.Sprintf("postern: cluster %s is not reachable through this bastion right now (its forwarder is not connected)", cluster))
 		return
 	}
 	defer fch.Close()
-	req.Reply(true, nil)
-	go ssh.DiscardRequests(reqs)
+	ch, err := cl.accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
 	// A revocation tells kube-exec on the connection, and this channel's
 	// client on its stderr, before the connection is cut.
 	st.tellKubeClientOnRevoke(conn)

@@ -118,8 +118,8 @@ func (k *kubeFixture) startForwarder(t *testing.T, key ssh.Signer, cluster strin
 	return fw
 }
 
-// kubeChannel is a kube/CLUSTER subsystem channel as kube-exec opens it.
-type kubeChannel struct {
+// kubeSubsystemClient is the client side of a kube/CLUSTER subsystem channel as kube-exec opens it.
+type kubeSubsystemClient struct {
 	ssh.Channel
 	stderr *testenv.Logs
 	exit   chan uint32
@@ -127,13 +127,13 @@ type kubeChannel struct {
 
 // openKube asks for subsystem name on c; refused, it returns nil and what
 // the bastion wrote on stderr.
-func openKube(t *testing.T, c *ssh.Client, name string) (*kubeChannel, string) {
+func openKube(t *testing.T, c *ssh.Client, name string) (*kubeSubsystemClient, string) {
 	t.Helper()
 	ch, reqs, err := c.OpenChannel("session", nil)
 	if err != nil {
 		t.Fatalf("open session: %v", err)
 	}
-	kc := &kubeChannel{Channel: ch, stderr: &testenv.Logs{}, exit: make(chan uint32, 1)}
+	kc := &kubeSubsystemClient{Channel: ch, stderr: &testenv.Logs{}, exit: make(chan uint32, 1)}
 	go func() {
 		for r := range reqs {
 			if r.Type == "exit-status" && len(r.Payload) == 4 {
@@ -163,7 +163,7 @@ func openKube(t *testing.T, c *ssh.Client, name string) (*kubeChannel, string) {
 
 // echoes checks that bytes written to a kube channel come back (the test
 // forwarder echoes).
-func (kc *kubeChannel) echoes(t *testing.T) error {
+func (kc *kubeSubsystemClient) echoes(t *testing.T) error {
 	t.Helper()
 	msg := []byte("GET /api HTTP/1.1\r\n\r\n")
 	if _, err := kc.Write(msg); err != nil {

@@ -20,13 +20,13 @@ type cpuGroup struct {
 // newCPUGroup creates the group; nil when neither hierarchy is writable.
 func newCPUGroup(name string) *cpuGroup {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		d := filepath.Join("/sys/fs/cgroup", "postern-bench-"+name)
+		d := filepath.Join("/sys/fs/cgroup", fmt.Sprintf("postern-bench-%d-%s", netID, name))
 		if os.Mkdir(d, 0o755) == nil || isDir(d) {
 			return &cpuGroup{dir: d, v2: true}
 		}
 	}
 	if isDir("/sys/fs/cgroup/cpuacct") {
-		d := filepath.Join("/sys/fs/cgroup/cpuacct", "postern-bench-"+name)
+		d := filepath.Join("/sys/fs/cgroup/cpuacct", fmt.Sprintf("postern-bench-%d-%s", netID, name))
 		if os.Mkdir(d, 0o755) == nil || isDir(d) {
 			return &cpuGroup{dir: d}
 		}

@@ -21,7 +21,8 @@ type Path struct {
 	Target string
 }
 
-// Paths measured, the sshd jump host first: it is the reference.
+// Paths measured, the sshd jump host first: it is the reference. UseNet
+// sets the node's address in PathDirect and PathSSHDJump.
 var (
 	PathDirect     = Path{"direct", "", NodeIP}
 	PathSSHDJump   = Path{"sshd-jump", "sshd-jump", NodeIP}

@@ -29,6 +29,7 @@ type Report struct {
 	Signer            []SignerResult
 	GoBench           GoBench
 	Perf              []PerfResult
+	Kube              *KubeResult `json:",omitempty"`
 	Failures          []string
 	PhaseTimes        []PhaseTime
 }
@@ -150,6 +151,7 @@ func (r *Report) Targets() []Target {
 				Measured: fmt.Sprintf("%.0f/s (p50 %s ms, p99 %s ms, %d errors)", s.PerSec, f1(s.Ms.Median), f1(s.Ms.P99), s.Errors), Verdict: verdict(s.PerSec >= 5000)})
 		}
 	}
+	ts = append(ts, r.kubeTargets()...)
 	return ts
 }
 
@@ -185,7 +187,7 @@ func (r *Report) Markdown() string {
 		p("\n")
 	}
 	if ts := r.Targets(); len(ts) > 0 {
-		p("## Targets (issue 7)\n\n| target | wanted | measured | verdict |\n|---|---|---|---|\n")
+		p("## Targets (issue 7; Kubernetes: issue 5)\n\n| target | wanted | measured | verdict |\n|---|---|---|---|\n")
 		for _, t := range ts {
 			p("| %s | %s | %s | %s |\n", t.What, t.Want, t.Measured, t.Verdict)
 		}
@@ -272,6 +274,7 @@ func (r *Report) Markdown() string {
 		}
 		p("\n")
 	}
+	r.kubeMarkdown(p)
 	if len(r.Perf) > 0 {
 		p("## Profile of the bastion\n\n`perf record -F 499 -g -p BASTION` during one upload of %d MiB; self time by symbol (top entries):\n\n", c.Size>>20)
 		for _, x := range r.Perf {

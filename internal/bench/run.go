@@ -33,7 +33,7 @@ type Config struct {
 	// Command is how the run was started, for the report.
 	Command string
 	// Phases to run: throughput, connect, handshake, idle, burst, signer,
-	// gobench, perf; "wait" keeps the stack up until ctx ends.
+	// gobench, perf, kube; "wait" keeps the stack up until ctx ends.
 	Phases map[string]bool
 
 	Size    int64    // bytes per throughput transfer
@@ -52,6 +52,15 @@ type Config struct {
 	GoBenchTime string
 	Root        string // module root, for go test
 	PerfSeconds int
+	// Kubernetes phase: KubeBin holds kube-apiserver, etcd and kubectl
+	// (default: kubetest's cache, never built here); commands run
+	// KubeRuns times per path, KubeRequests requests per path, KubePods
+	// pods listed.
+	KubeBin      string
+	KubeExecB    string // another kube-exec build, measured beside (A/B)
+	KubeRuns     int
+	KubeRequests int
+	KubePods     int
 
 	Logf func(format string, args ...any)
 }
@@ -97,6 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 		{"burst", func() error { var err error; r.Burst, err = st.runBurst(ctx, cfg); return err }},
 		{"idle", func() error { var err error; r.Idle, err = st.runIdle(ctx, cfg); return err }},
 		{"signer", func() error { var err error; r.Signer, err = st.runSigner(ctx, cfg); return err }},
+		{"kube", func() error { var err error; r.Kube, err = st.runKube(ctx, cfg); return err }},
 	}
 	for _, p := range phases {
 		if !cfg.Phases[p.name] {

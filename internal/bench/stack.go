@@ -24,11 +24,6 @@ import (
 // e2e tests' 10.213 and the demo's 10.214.
 const (
 	LoginUser = "postern-bench"
-	netnsName = "pbench-node"
-	vethHost  = "pbench-h"
-	vethNode  = "pbench-n"
-	hostIP    = "10.216.1.1"
-	NodeIP    = "10.216.1.2"
 	HoldPort  = 7000 // the idle-session sink in the node's namespace
 	// Bastion node names: the same sshd, forwarded or recorded.
 	NodeFwd = "node"
@@ -36,6 +31,43 @@ const (
 	// bastionPrincipal is the name the signer accepts bastions under.
 	bastionPrincipal = "postern-bastion"
 )
+
+// The node's network namespace, veth pair and /30 (10.216.N.0/30) belong
+// to one run: runs from two checkouts on one machine (make bench in
+// each) must not delete each other's. UseNet sets them.
+var (
+	netID     int
+	netnsName string
+	vethHost  string
+	vethNode  string
+	hostIP    string
+	NodeIP    string
+)
+
+func init() { UseNet(1) }
+
+// UseNet names the node's network N (1 to 250): namespace pbN-node,
+// veth pair pbN-h/pbN-n, 10.216.N.1 and .2, CPU cgroups
+// postern-bench-N-*. It must be called before StartStack.
+func UseNet(n int) {
+	netID = n
+	netnsName = fmt.Sprintf("pb%d-node", n)
+	vethHost, vethNode = fmt.Sprintf("pb%d-h", n), fmt.Sprintf("pb%d-n", n)
+	hostIP, NodeIP = fmt.Sprintf("10.216.%d.1", n), fmt.Sprintf("10.216.%d.2", n)
+	PathDirect.Target, PathSSHDJump.Target = NodeIP, NodeIP
+}
+
+// NetFor is the network a work directory uses by default: one of
+// 2..201 from a hash of its absolute path, so that two checkouts
+// rarely share one.
+func NetFor(dir string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(dir); i++ {
+		h ^= uint32(dir[i])
+		h *= 16777619
+	}
+	return 2 + int(h%200)
+}
 
 // Stack is everything a benchmark run talks to.
 type Stack struct {
@@ -53,6 +85,10 @@ type Stack struct {
 	UserCert   *ssh.Certificate
 	UserSigner ssh.Signer // the cert signer
 	HostCA     ssh.PublicKey
+	// hostCASigner certifies the kube forwarder.
+	hostCASigner ssh.Signer
+	// kubeExecB is a second kube-exec measured beside bin/kube-exec.
+	kubeExecB string
 	// The bastion's host key and certificate, to call the signer's
 	// bastion API as the bastion does.
 	BastionKey  ssh.Signer
@@ -254,6 +290,11 @@ func (p *Proc) stop() {
 }
 
 func (s *Stack) start(name string, argv ...string) (*Proc, error) {
+	return s.startEnv(name, nil, argv...)
+}
+
+// startEnv starts a process with env (nil: this process's environment).
+func (s *Stack) startEnv(name string, env []string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(s.Dir, "logs", name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -262,6 +303,9 @@ func (s *Stack) start(name string, argv ...string) (*Proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if name == "bastion" && len(s.BastionEnv) > 0 {
 		cmd.Env = append(os.Environ(), s.BastionEnv...)
+	}
+	if env != nil {
+		cmd.Env = env
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// Nothing outlives a killed benchmark.
@@ -402,6 +446,11 @@ func (s *Stack) keys() error {
 		return err
 	}
 	s.HostCA = hostCA.PublicKey()
+	s.hostCASigner = hostCA
+	// The bastion accepts kube forwarders certified by the host CA.
+	if err := os.WriteFile(filepath.Join(s.Dir, "bastion", "forwarder_ca.pub"), ssh.MarshalAuthorizedKey(s.HostCA), 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "client", "known_hosts"),
 		[]byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(s.HostCA))), 0o600); err != nil {
 		return err
@@ -562,6 +611,9 @@ recording = "on"
 [storage]
 local_dir = "%s/recordings"
 
+[kube]
+forwarder_ca = "%s/bastion/forwarder_ca.pub"
+
 [[role]]
 name = "bench"
 groups = ["bench"]
@@ -569,7 +621,9 @@ logins = [%q]
 nodes = ["label:bench=yes", "label:bench=yes:%d"]
 extensions = ["permit-pty", "permit-port-forwarding"]
 recording = "off"
-`, ports[2], d, d, bastionPrincipal, ports[0], d, d, NodeFwd, NodeIP, NodeRec, NodeIP, d, LoginUser, HoldPort)
+kube_clusters = [%q]
+kube_groups = [%q]
+`, ports[2], d, d, bastionPrincipal, ports[0], d, d, NodeFwd, NodeIP, NodeRec, NodeIP, d, d, LoginUser, HoldPort, KubeCluster, kubeGroup)
 	return os.WriteFile(filepath.Join(d, "postern.toml"), []byte(cfg), 0o600)
 }
 

@@ -415,9 +415,53 @@ func TestKube(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "access to cluster e2e denied: not allowed by your roles") {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
 		}
+		// kubectl started while kube-exec connected; it is ended before
+		// it reports an error of its own.
+		if strings.Contains(stderr, "Error from server") || strings.Contains(stderr, "Unable to connect") || out != "" {
+			t.Errorf("the command's own output leaked:\nstdout: %s\nstderr: %s", out, stderr)
+		}
 		waitKubeEvent(t, e.bastionLog, audit.AccessDenied, func(ev audit.Event) bool {
 			return ev.Person == "bob@example.com" && ev.Target == "kube/e2e"
 		})
+	})
+
+	t.Run("the command gets Ctrl-C", func(t *testing.T) {
+		// kube-exec ignores SIGINT itself (the terminal sends it to the
+		// whole process group), but must not pass the ignoring on.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.addr, "--known-hosts", e.knownHosts,
+			"--", "sh", "-c", "grep '^SigIgn:' /proc/self/status")
+		cmd.Env = alice.env()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var mask uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "SigIgn: %x", &mask); err != nil {
+			t.Fatalf("parse %q: %v", out, err)
+		}
+		if mask&(1<<(syscall.SIGINT-1)) != 0 {
+			t.Errorf("the command starts with SIGINT ignored (SigIgn %016x)", mask)
+		}
+	})
+
+	t.Run("bastion unreachable", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", kubeFreeAddr(t), "--known-hosts", e.knownHosts,
+			"--", e.kubectl, "get", "pods", "-n", "team-a")
+		cmd.Env = alice.env()
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "connect to the bastion") {
+			t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out.String(), stderr.String())
+		}
+		if strings.Contains(stderr.String(), "Unable to connect") || out.Len() > 0 {
+			t.Errorf("the command's own output leaked:\nstdout: %s\nstderr: %s", out.String(), stderr.String())
+		}
 	})
 
 	t.Run("proxy: impersonation headers and foreign tokens are dropped", func(t *testing.T) {

@@ -2,13 +2,15 @@
 // postern's Kubernetes access: kube-exec on the person's machine, the
 // bastion, and the forwarder inside the cluster's network.
 //
-//   - kube-exec opens a "session" channel to the bastion and asks for the
-//     subsystem [SubsystemPrefix]+CLUSTER; the channel then carries plain
-//     HTTP/1.1 to the cluster's API server (through the forwarder).
+//   - kube-exec opens a [ClientChannelType] channel to the bastion naming
+//     the cluster in its [ClientOpen] (or, with bastions that predate it,
+//     a "session" channel asking for the subsystem
+//     [SubsystemPrefix]+CLUSTER); the channel then carries plain HTTP/1.1
+//     to the cluster's API server (through the forwarder).
 //   - A forwarder authenticates to the bastion with a host certificate
 //     whose principal is [ForwarderPrincipal](CLUSTER), then announces
 //     itself with the global request [RegisterRequest].
-//   - For every allowed subsystem the bastion opens a [ChannelType]
+//   - For every allowed channel the bastion opens a [ChannelType]
 //     channel on the forwarder's connection; its extra data is an
 //     [Identity] (JSON) saying for whom the forwarder acts.
 //   - When the KRL revokes the person's certificate, the bastion sends

@@ -14,6 +14,12 @@ const (
 	// ChannelType is the channel the bastion opens on a forwarder's
 	// connection for one client channel.
 	ChannelType = "postern-kube@postern"
+	// ClientChannelType is the channel kube-exec opens on the bastion for
+	// one stream to a cluster, its [ClientOpen] as extra data: the same as
+	// a session channel asking for the subsystem kube/CLUSTER, in one
+	// round trip instead of two. Bastions that do not know it reject it
+	// as an unknown channel type; kube-exec then asks for the subsystem.
+	ClientChannelType = "postern-kube-client@postern"
 	// RegisterRequest is the global request a forwarder sends after
 	// authenticating; its payload is a [Register].
 	RegisterRequest = "postern-kube-forwarder@postern"
@@ -81,6 +87,12 @@ func ForwarderClusters(principals []string) []string {
 		}
 	}
 	return out
+}
+
+// ClientOpen is the extra data of a [ClientChannelType] channel open (SSH
+// wire format: one string).
+type ClientOpen struct {
+	Cluster string
 }
 
 // Register is the payload of [RegisterRequest] (JSON).
@@ -186,5 +198,11 @@ func ProxyPort(cluster string) int {
 		h ^= uint32(cluster[i])
 		h *= 16777619
 	}
-	return 40000 + int(h%20000)
+	return ProxyPortBase + int(h%ProxyPortRange)
 }
+
+// ProxyPort's range: ProxyPortRange ports from ProxyPortBase.
+const (
+	ProxyPortBase  = 40000
+	ProxyPortRange = 20000
+)

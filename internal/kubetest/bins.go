@@ -60,6 +60,29 @@ func FindBinaries(t testing.TB) Binaries {
 	return bins
 }
 
+// CachedBinaries returns the binaries without building them: those in
+// POSTERN_KUBE_BIN_DIR when it is set, else those build/build.sh left in
+// its cache directory (${POSTERN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/postern}/kube-VERSION/bin).
+// It is for programs that must not start a 10-minute build (make bench).
+func CachedBinaries() (Binaries, error) {
+	if dir := os.Getenv("POSTERN_KUBE_BIN_DIR"); dir != "" {
+		return binariesIn(dir)
+	}
+	base := os.Getenv("POSTERN_CACHE")
+	if base == "" {
+		cache := os.Getenv("XDG_CACHE_HOME")
+		if cache == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return Binaries{}, fmt.Errorf("find the cache directory: %w", err)
+			}
+			cache = filepath.Join(home, ".cache")
+		}
+		base = filepath.Join(cache, "postern")
+	}
+	return binariesIn(filepath.Join(base, "kube-"+Version, "bin"))
+}
+
 // KubectlPath returns the kubectl binary of [Version].
 func KubectlPath(t testing.TB) string {
 	t.Helper()
@@ -93,6 +116,9 @@ func build(goBin string) (b Binaries, log string, err error) {
 	}
 	return b, log, nil
 }
+
+// BinariesIn returns the binaries in dir, checking that they are there.
+func BinariesIn(dir string) (Binaries, error) { return binariesIn(dir) }
 
 func binariesIn(dir string) (Binaries, error) {
 	b := Binaries{

@@ -6,6 +6,8 @@
 // t.TempDir(), then kube-apiserver on a loopback port, waits for /readyz
 // and writes an admin kubeconfig (an identity in system:masters). Both are
 // stopped when the test ends; their output is shown only if it failed.
+// [Run] does the same outside a test (make bench), with the files and
+// logs in a directory the caller names, until [Cluster.Stop].
 // [Cluster.UserKubeconfig] mints a client certificate for any user name and
 // groups, e.g. for a forwarder whose only right is to impersonate.
 //

@@ -58,27 +58,86 @@ type Cluster struct {
 	adminTLS            *tls.Config
 	adminCert, adminKey []byte // PEM
 
-	mu    sync.Mutex
-	users int // kubeconfigs written, to name their files
+	mu        sync.Mutex
+	users     int        // kubeconfigs written, to name their files
+	procs     []*process // started, in order
+	closeLogs func()
 }
 
 // Start starts etcd and kube-apiserver for the test and stops them when it
 // ends; see the package documentation. The binaries are built on first use.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	c := &Cluster{bins: FindBinaries(t), Dir: t.TempDir()}
-	if err := c.writePKI(); err != nil {
+	c, err := start(t.TempDir(), FindBinaries(t), func(name string) procLog { return testenv.NewLogs(t, name) })
+	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
-	etcdLogs := testenv.NewLogs(t, "etcd")
-	if err := retryPorts(func() error { return c.startEtcd(t, etcdLogs) }); err != nil {
-		t.Fatalf("kubetest: %v", err)
-	}
-	apiLogs := testenv.NewLogs(t, "kube-apiserver")
-	if err := retryPorts(func() error { return c.startAPIServer(t, apiLogs) }); err != nil {
-		t.Fatalf("kubetest: %v", err)
-	}
+	t.Cleanup(c.Stop)
 	return c
+}
+
+// Run starts etcd and kube-apiserver outside a test (a benchmark, say),
+// with their files in dir and their output in dir/etcd.log and
+// dir/kube-apiserver.log. The caller must call [Cluster.Stop].
+func Run(dir string, bins Binaries) (*Cluster, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kubetest: %w", err)
+	}
+	var files []*fileLog
+	c, err := start(dir, bins, func(name string) procLog {
+		l := newFileLog(filepath.Join(dir, name+".log"))
+		files = append(files, l)
+		return l
+	})
+	if err != nil {
+		for _, f := range files {
+			f.close()
+		}
+		return nil, fmt.Errorf("kubetest: %w", err)
+	}
+	c.closeLogs = func() {
+		for _, f := range files {
+			f.close()
+		}
+	}
+	return c, nil
+}
+
+// start starts etcd, then kube-apiserver; on failure it stops what it
+// started.
+func start(dir string, bins Binaries, logs func(name string) procLog) (*Cluster, error) {
+	c := &Cluster{bins: bins, Dir: dir}
+	if err := c.writePKI(); err != nil {
+		return nil, err
+	}
+	etcdLogs := logs("etcd")
+	if err := retryPorts(func() error { return c.startEtcd(etcdLogs) }); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	apiLogs := logs("kube-apiserver")
+	if err := retryPorts(func() error { return c.startAPIServer(apiLogs) }); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop stops kube-apiserver, then etcd (SIGTERM, then SIGKILL after 10 s).
+// It may be called more than once.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	procs := c.procs
+	c.procs = nil
+	closeLogs := c.closeLogs
+	c.closeLogs = nil
+	c.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop()
+	}
+	if closeLogs != nil {
+		closeLogs()
+	}
 }
 
 func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
@@ -127,7 +186,7 @@ func (c *Cluster) writePKI() error {
 	return nil
 }
 
-func (c *Cluster) startEtcd(t testing.TB, logs *testenv.Logs) error {
+func (c *Cluster) startEtcd(logs procLog) error {
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
@@ -138,7 +197,7 @@ func (c *Cluster) startEtcd(t testing.TB, logs *testenv.Logs) error {
 	if err := os.RemoveAll(dataDir); err != nil { // from a failed attempt
 		return fmt.Errorf("clear etcd data dir: %w", err)
 	}
-	p, err := startProcess(t, logs, c.bins.Etcd, []string{
+	p, err := c.startProcess(logs, c.bins.Etcd, []string{
 		"--name=kubetest",
 		"--data-dir=" + dataDir,
 		"--listen-client-urls=" + client,
@@ -160,13 +219,13 @@ func (c *Cluster) startEtcd(t testing.TB, logs *testenv.Logs) error {
 	return nil
 }
 
-func (c *Cluster) startAPIServer(t testing.TB, logs *testenv.Logs) error {
+func (c *Cluster) startAPIServer(logs procLog) error {
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
 	}
 	url := "https://127.0.0.1:" + strconv.Itoa(ports[0])
-	p, err := startProcess(t, logs, c.bins.APIServer, []string{
+	p, err := c.startProcess(logs, c.bins.APIServer, []string{
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		// The reconciler that publishes the "kubernetes" service's endpoints
@@ -207,9 +266,18 @@ func (c *Cluster) startAPIServer(t testing.TB, logs *testenv.Logs) error {
 // do is up to the RBAC objects the test creates.
 func (c *Cluster) UserKubeconfig(t testing.TB, name string, groups []string) string {
 	t.Helper()
-	cert, key, err := c.ca.issue(pkix.Name{CommonName: name, Organization: groups}, x509.ExtKeyUsageClientAuth, nil, nil)
+	path, err := c.WriteUserKubeconfig(name, groups)
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
+	}
+	return path
+}
+
+// WriteUserKubeconfig is [Cluster.UserKubeconfig] outside a test.
+func (c *Cluster) WriteUserKubeconfig(name string, groups []string) (string, error) {
+	cert, key, err := c.ca.issue(pkix.Name{CommonName: name, Organization: groups}, x509.ExtKeyUsageClientAuth, nil, nil)
+	if err != nil {
+		return "", err
 	}
 	c.mu.Lock()
 	c.users++
@@ -217,13 +285,13 @@ func (c *Cluster) UserKubeconfig(t testing.TB, name string, groups []string) str
 	c.mu.Unlock()
 	dir := c.path("users")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatalf("kubetest: create users dir: %v", err)
+		return "", fmt.Errorf("create users dir: %w", err)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%d-%s.kubeconfig", n, unsafeChars.ReplaceAllString(name, "_")))
 	if err := writeKubeconfig(path, c.URL, c.ca.certPEM, name, cert, key); err != nil {
-		t.Fatalf("kubetest: %v", err)
+		return "", err
 	}
-	return path
+	return path, nil
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -241,9 +309,17 @@ func (c *Cluster) Kubectl(t testing.TB, args ...string) (stdout, stderr string, 
 // JSON, several documents allowed), failing the test if it fails.
 func (c *Cluster) Apply(t testing.TB, manifests string) {
 	t.Helper()
-	if _, stderr, err := c.kubectl(strings.NewReader(manifests), "apply", "-f", "-"); err != nil {
-		t.Fatalf("kubetest: kubectl apply: %v\n%s", err, stderr)
+	if err := c.ApplyManifests(manifests); err != nil {
+		t.Fatalf("kubetest: %v", err)
 	}
+}
+
+// ApplyManifests is [Cluster.Apply] outside a test.
+func (c *Cluster) ApplyManifests(manifests string) error {
+	if _, stderr, err := c.kubectl(strings.NewReader(manifests), "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("kubectl apply: %w\n%s", err, stderr)
+	}
+	return nil
 }
 
 func (c *Cluster) kubectl(stdin io.Reader, args ...string) (string, string, error) {
@@ -266,17 +342,24 @@ func (c *Cluster) kubectl(stdin io.Reader, args ...string) (string, string, erro
 	return stdout.String(), stderr.String(), err
 }
 
+// procLog receives a process's output; String returns what it holds (a
+// start-up failure is read from it).
+type procLog interface {
+	io.Writer
+	String() string
+}
+
 // process is a started etcd or kube-apiserver.
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	logs *testenv.Logs
+	logs procLog
 	done chan struct{}
 }
 
-// startProcess starts bin in its own process group with output to logs,
-// and stops it (SIGTERM, then SIGKILL) when the test ends.
-func startProcess(t testing.TB, logs *testenv.Logs, bin string, args []string, dir string) (*process, error) {
+// startProcess starts bin in its own process group with output to logs;
+// [Cluster.Stop] stops it (SIGTERM, then SIGKILL).
+func (c *Cluster) startProcess(logs procLog, bin string, args []string, dir string) (*process, error) {
 	p := &process{name: filepath.Base(bin), logs: logs, done: make(chan struct{})}
 	fmt.Fprintf(logs, "--- start %s %s\n", bin, strings.Join(args, " "))
 	p.cmd = exec.Command(bin, args...)
@@ -292,8 +375,53 @@ func startProcess(t testing.TB, logs *testenv.Logs, bin string, args []string, d
 		fmt.Fprintf(logs, "--- %s exited: %v\n", p.name, err)
 		close(p.done)
 	}()
-	t.Cleanup(p.stop)
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
 	return p, nil
+}
+
+// fileLog is a process's output in a file, with its last bytes kept for
+// procLog.String.
+type fileLog struct {
+	mu   sync.Mutex
+	f    *os.File // nil when the file could not be created
+	tail []byte
+}
+
+const fileLogTail = 64 << 10
+
+func newFileLog(path string) *fileLog {
+	f, _ := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return &fileLog{f: f}
+}
+
+func (l *fileLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		_, _ = l.f.Write(p)
+	}
+	l.tail = append(l.tail, p...)
+	if len(l.tail) > fileLogTail {
+		l.tail = append([]byte(nil), l.tail[len(l.tail)-fileLogTail:]...)
+	}
+	return len(p), nil
+}
+
+func (l *fileLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.tail)
+}
+
+func (l *fileLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
 }
 
 func (p *process) stop() {

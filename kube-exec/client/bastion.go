@@ -43,6 +43,8 @@ type Bastion struct {
 	KnownHosts string
 	// Agent holds the postern certificate.
 	Agent agent.ExtendedAgent
+	// AgentConn, when set, is closed with the bastion connection.
+	AgentConn io.Closer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// OnRevoked, when set, is called once when the bastion says the
@@ -54,6 +56,9 @@ type Bastion struct {
 	mu      sync.Mutex
 	client  *ssh.Client
 	revoked atomic.Bool
+	// subsystemOnly is set once the bastion turned down a kube channel
+	// as unknown (a bastion that predates it).
+	subsystemOnly atomic.Bool
 }
 
 // Signers returns the agent's postern certificates that are valid now,
@@ -156,7 +161,14 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 		return nil, fmt.Errorf("connect to the bastion %s: %w", b.Addr, err)
 	}
 	_ = raw.SetDeadline(time.Now().Add(cfg.Timeout))
+	// The handshake ends early when ctx does (kube-exec's command exited
+	// before the connection was needed).
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(raw, b.Addr, cfg)
+	if !stop() && err == nil {
+		c.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		raw.Close()
 		if strings.Contains(err.Error(), "unable to authenticate") {
@@ -229,10 +241,14 @@ func hostKeyAlgorithms() []string {
 	}
 }
 
-// Close closes the connection.
+// Close closes the connection (and AgentConn).
 func (b *Bastion) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.AgentConn != nil {
+		b.AgentConn.Close()
+		b.AgentConn = nil
+	}
 	if b.client == nil {
 		return nil
 	}
@@ -241,9 +257,10 @@ func (b *Bastion) Close() error {
 	return err
 }
 
-// Dial opens a kube/CLUSTER subsystem channel: a byte stream to the
-// cluster's API server through its forwarder. A lost connection is
-// re-established once.
+// Dial opens a stream to the cluster's API server through its forwarder:
+// a kube channel, or on bastions that predate it a session channel asking
+// for the kube/CLUSTER subsystem. A lost connection is re-established
+// once.
 func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 	var broken *ssh.Client
 	for attempt := 0; ; attempt++ {
@@ -251,28 +268,72 @@ func (b *Bastion) Dial(ctx context.Context, cluster string) (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ch, reqs, err := c.OpenChannel("session", nil)
+		var ch ssh.Channel
+		if !b.subsystemOnly.Load() {
+			ch, err = openKubeChannel(c, cluster)
+			if errors.Is(err, errNoKubeChannels) {
+				b.subsystemOnly.Store(true)
+			}
+		}
+		if b.subsystemOnly.Load() {
+			ch, err = openKubeSubsystem(c, cluster)
+		}
 		if err != nil {
 			var oe *ssh.OpenChannelError
-			if attempt == 0 && !errors.As(err, &oe) {
+			if attempt == 0 && !errors.Is(err, ErrRefused) && !errors.As(err, &oe) {
 				broken = c // the connection is gone: redial
 				continue
 			}
-			return nil, fmt.Errorf("open a channel to the bastion: %w", err)
-		}
-		go ssh.DiscardRequests(reqs)
-		ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{kubeproto.Subsystem(cluster)}))
-		if err != nil {
-			ch.Close()
-			return nil, fmt.Errorf("ask the bastion for cluster %s: %w", cluster, err)
-		}
-		if !ok {
-			msg := readRefusal(ch)
-			ch.Close()
-			return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+			return nil, err
 		}
 		return &chanConn{Channel: ch, remote: b.Addr}, nil
 	}
+}
+
+// errNoKubeChannels: the bastion predates kube channels.
+var errNoKubeChannels = errors.New("the bastion does not know kube channels")
+
+// openKubeChannel opens a kube channel naming the cluster: one round
+// trip, answered once the bastion has a channel to a forwarder.
+func openKubeChannel(c *ssh.Client, cluster string) (ssh.Channel, error) {
+	ch, reqs, err := c.OpenChannel(kubeproto.ClientChannelType, ssh.Marshal(kubeproto.ClientOpen{Cluster: cluster}))
+	if err != nil {
+		var oe *ssh.OpenChannelError
+		switch {
+		case !errors.As(err, &oe):
+			return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+		// A bastion that predates kube channels turns them down as
+		// unknown, or (postern's) as "postern: TYPE channels are not
+		// allowed"; a refusal of the kube channel itself never names
+		// the channel type.
+		case oe.Reason == ssh.UnknownChannelType, strings.Contains(oe.Message, kubeproto.ClientChannelType):
+			return nil, errNoKubeChannels
+		}
+		return nil, fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(strings.TrimSpace(oe.Message), "postern: "))
+	}
+	go ssh.DiscardRequests(reqs)
+	return ch, nil
+}
+
+// openKubeSubsystem opens a session channel and asks for the subsystem
+// kube/CLUSTER: two round trips.
+func openKubeSubsystem(c *ssh.Client, cluster string) (ssh.Channel, error) {
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		return nil, fmt.Errorf("open a channel to the bastion: %w", err)
+	}
+	go ssh.DiscardRequests(reqs)
+	ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{kubeproto.Subsystem(cluster)}))
+	if err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("ask the bastion for cluster %s: %w", cluster, err)
+	}
+	if !ok {
+		msg := readRefusal(ch)
+		ch.Close()
+		return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+	}
+	return ch, nil
 }
 
 // readRefusal reads what the bastion wrote on stderr before refusing.

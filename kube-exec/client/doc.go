@@ -9,7 +9,9 @@
 //     (compared in constant time); the token is random per run (kube-exec)
 //     or kept 0600 in the postern directory (kube-exec proxy), and it
 //     never leaves the machine: it is removed before a request goes to
-//     the bastion.
+//     the bastion. The endpoint's TLS key is made once and kept 0600 in
+//     the postern directory (kube-exec-loopback.pem, kube-proxy.key); the
+//     token, not the certificate, is what keeps other local users out.
 //   - The bastion is authenticated by its host certificate through the
 //     known_hosts file `postern config` wrote (@cert-authority lines).
 //   - Nothing here is trusted for authorization: the bastion decides who

@@ -85,7 +85,8 @@ func RunCommand(ctx context.Context, c Command, cluster, server string, caPEM []
 	}
 	// Signals reach the child from the terminal (same process group);
 	// ctx only ends it when kube-exec itself is told to stop otherwise
-	// (SIGTERM, a revocation): an interrupt, then a kill if it lingers.
+	// (SIGTERM, a revocation) or cannot reach the cluster: an interrupt,
+	// then a kill after KillAfter.
 	exited := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = cmd.Process.Signal(os.Interrupt)

@@ -63,6 +63,66 @@ func LoopbackTLS(dir string) (tls.Certificate, []byte, error) {
 	return c, certPEM, err
 }
 
+// ExecTLSFile is where kube-exec keeps its loopback TLS identity (key
+// and certificate in one PEM file, 0600) under the postern directory.
+const ExecTLSFile = "kube-exec-loopback.pem"
+
+// CachedLoopbackTLS is [LoopbackTLS] for kube-exec runs: the certificate
+// and its key are kept in one file (0600, replaced atomically) and reused
+// until a day before they expire, so that a run does not spend a key
+// generation and a signature before its command can start. When the
+// file cannot be written the certificate serves this run only.
+func CachedLoopbackTLS(path string) (tls.Certificate, []byte, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		var certPEM []byte
+		for rest := b; ; {
+			var blk *pem.Block
+			if blk, rest = pem.Decode(rest); blk == nil {
+				break
+			}
+			if blk.Type == "CERTIFICATE" {
+				certPEM = pem.EncodeToMemory(blk)
+			}
+		}
+		if c, err := tls.X509KeyPair(b, b); err == nil && certPEM != nil && c.Leaf != nil && time.Until(c.Leaf.NotAfter) > 24*time.Hour {
+			return c, certPEM, nil
+		}
+	}
+	certPEM, keyPEM, err := selfSigned(365 * 24 * time.Hour)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	_ = writeFileAtomic(path, append(append([]byte{}, certPEM...), keyPEM...))
+	return c, certPEM, nil
+}
+
+// writeFileAtomic writes data to path (0600) through a temporary file in
+// the same directory, so that readers see the old file or the new one.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
 func selfSigned(ttl time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

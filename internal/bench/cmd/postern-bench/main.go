@@ -52,9 +52,15 @@ func run(ctx context.Context, args []string) error {
 	burst := fs.String("burst", "100,1000", "burst sizes")
 	signerTotal := fs.Int("signer-requests", 20000, "certificates asked per signer measurement")
 	signerConc := fs.String("signer-clients", "16,64", "parallel signer clients")
-	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer", "phases to run")
+	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer,kube", "phases to run")
+	kubeBin := fs.String("kube-bin", "", "`DIR` with kube-apiserver, etcd and kubectl (default: the cache make kube-bins fills; the kube phase is skipped without them)")
+	kubeRuns := fs.Int("kube-runs", 40, "runs of each kubectl command in the kube phase")
+	kubeRequests := fs.Int("kube-requests", 300, "API requests per path in the kube phase")
+	kubeExecB := fs.String("kube-exec-b", "", "another kube-exec `BINARY` (an older build, say) measured beside bin/kube-exec in the kube phase")
+	kubePods := fs.Int("kube-pods", 20, "pods kubectl lists in the kube phase")
 	goPkgs := fs.String("gobench-pkgs", "./signer/ca,./internal/sshcert,./bastion/server", "packages whose Go benchmarks are the ceilings")
 	benchtime := fs.String("benchtime", "1s", "go test -benchtime")
+	netN := fs.Int("net", 0, "node network `N` (1-250): namespace pbN-node, 10.216.N.0/30, cgroups postern-bench-N-* (default: from a hash of -dir, so that two checkouts do not collide)")
 	render := fs.String("render", "", "only rewrite the report from this results.json (give the flags of its run)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,23 +70,32 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	absDir, _ := filepath.Abs(*dir)
+	if *netN < 1 || *netN > 250 {
+		*netN = bench.NetFor(absDir)
+	}
+	bench.UseNet(*netN)
 	absBin, _ := filepath.Abs(*bin)
 	root, _ := os.Getwd()
 	cfg := bench.Config{
 		Bin: absBin, BastionBin: *bastionBin, SignerBin: *signerBin, Dir: absDir, Self: self, Out: *out, Root: root,
-		Command:     "make bench   # = " + strings.Join(append([]string{filepath.Base(os.Args[0])}, args...), " "),
-		Phases:      map[string]bool{},
-		Size:        *sizeMiB << 20,
-		Rounds:      *rounds,
-		ConnectRuns: *connectRuns,
-		ConnectKex:  []string{"curve25519-sha256"},
-		IdleN:       ints(*idle),
-		SSHDIdleMax: *sshdIdleMax,
-		BurstN:      ints(*burst),
-		SignerTotal: *signerTotal,
-		SignerConc:  ints(*signerConc),
-		GoBenchPkgs: strings.Split(*goPkgs, ","),
-		GoBenchTime: *benchtime,
+		Command:      "make bench   # = " + strings.Join(append([]string{filepath.Base(os.Args[0])}, args...), " "),
+		Phases:       map[string]bool{},
+		Size:         *sizeMiB << 20,
+		Rounds:       *rounds,
+		ConnectRuns:  *connectRuns,
+		ConnectKex:   []string{"curve25519-sha256"},
+		IdleN:        ints(*idle),
+		SSHDIdleMax:  *sshdIdleMax,
+		BurstN:       ints(*burst),
+		SignerTotal:  *signerTotal,
+		SignerConc:   ints(*signerConc),
+		GoBenchPkgs:  strings.Split(*goPkgs, ","),
+		GoBenchTime:  *benchtime,
+		KubeBin:      *kubeBin,
+		KubeRuns:     *kubeRuns,
+		KubeRequests: *kubeRequests,
+		KubePods:     *kubePods,
+		KubeExecB:    *kubeExecB,
 		Logf: func(format string, a ...any) {
 			fmt.Fprintf(os.Stderr, "%s postern-bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
 		},
