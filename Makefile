@@ -55,7 +55,7 @@ prereqs: ## install missing OS packages (OpenSSH client and server, iproute2) wi
 KUBE_BUILD := internal/kubetest/build
 
 .PHONY: kube-bins
-kube-bins: ## build kube-apiserver, etcd and kubectl for the Kubernetes tests (cached; 10-15 min the first time)
+kube-bins: ## build kube-apiserver, etcd, kubectl and testkubelet for the Kubernetes tests (cached; 10-15 min the first time)
 	@GO=$(GO) bash $(KUBE_BUILD)/build.sh >/dev/null
 
 .PHONY: kube-pin

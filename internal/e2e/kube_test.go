@@ -34,7 +34,8 @@ import (
 )
 
 // kubetest.TeamRBAC: people in the group team-a-devs may work with pods and
-// configmaps in team-a; the forwarder may only impersonate.
+// configmaps in team-a and exec, attach and port-forward there; people in
+// team-a-viewers may only read pods; the forwarder may only impersonate.
 
 // kubeSide is a cluster offered through a bastion, from the real
 // binaries: kube-apiserver and etcd (kubetest) with kubetest.TeamRBAC, the
@@ -68,6 +69,17 @@ name = "kube-dev"
 groups = ["dev"]
 kube_clusters = ["` + kubeCluster + `"]
 kube_groups = ["team-a-devs"]
+`
+
+// kubeViewRole grants the cluster to the IdP group viewers, as the
+// Kubernetes group team-a-viewers: pods in team-a may be read, not
+// exec'd into or port-forwarded to.
+const kubeViewRole = `
+[[role]]
+name = "kube-view"
+groups = ["viewers"]
+kube_clusters = ["` + kubeCluster + `"]
+kube_groups = ["team-a-viewers"]
 `
 
 // startKubeSide starts the cluster and builds kube-exec; the forwarder
@@ -216,7 +228,7 @@ keepalive = "1s"
 name = "ops"
 groups = ["ops"]
 nodes = ["*.internal"]
-`, e.addr, bdir, filepath.Join(e.dir, "user_ca.pub"), e.bastionLog, filepath.Join(e.dir, "host_ca.pub"), kubeDevRole)), 0o600)
+`, e.addr, bdir, filepath.Join(e.dir, "user_ca.pub"), e.bastionLog, filepath.Join(e.dir, "host_ca.pub"), kubeDevRole+kubeViewRole)), 0o600)
 	e.configureForwarder(t, e.hostCA, filepath.Join(e.dir, "host_ca.pub"), e.addr, e.knownHosts)
 
 	e.startBastion(t)

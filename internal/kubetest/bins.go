@@ -24,6 +24,9 @@ type Binaries struct {
 	APIServer string
 	Etcd      string
 	Kubectl   string
+	// TestKubelet serves a node's exec, attach and port-forward endpoints
+	// (build/cmd/testkubelet; see [Cluster.StartNode]).
+	TestKubelet string
 }
 
 var (
@@ -33,9 +36,9 @@ var (
 	binsErr  error
 )
 
-// FindBinaries returns kube-apiserver, etcd and kubectl, building them on
-// first use (see the package documentation). When they cannot be had the
-// test is skipped, or failed under testenv.Strict.
+// FindBinaries returns kube-apiserver, etcd, kubectl and testkubelet,
+// building them on first use (see the package documentation). When they
+// cannot be had the test is skipped, or failed under testenv.Strict.
 func FindBinaries(t testing.TB) Binaries {
 	t.Helper()
 	if dir := os.Getenv("POSTERN_KUBE_BIN_DIR"); dir != "" {
@@ -48,7 +51,7 @@ func FindBinaries(t testing.TB) Binaries {
 	goBin := testenv.RequireBinary(t, "go")
 	binsOnce.Do(func() { bins, binsLog, binsErr = build(goBin) })
 	if binsErr != nil {
-		msg := fmt.Sprintf("kubetest: kubernetes %s unavailable: %v\nhint: run `make kube-bins` (it needs the Go module proxy), or set POSTERN_KUBE_BIN_DIR to a directory with kube-apiserver, etcd and kubectl", Version, binsErr)
+		msg := fmt.Sprintf("kubetest: kubernetes %s unavailable: %v\nhint: run `make kube-bins` (it needs the Go module proxy), or set POSTERN_KUBE_BIN_DIR to a directory with kube-apiserver, etcd, kubectl and testkubelet", Version, binsErr)
 		if testenv.Strict() {
 			t.Fatalf("%s (CI/POSTERN_REQUIRE_E2E set: failing instead of skipping)", msg)
 		}
@@ -122,11 +125,12 @@ func BinariesIn(dir string) (Binaries, error) { return binariesIn(dir) }
 
 func binariesIn(dir string) (Binaries, error) {
 	b := Binaries{
-		APIServer: filepath.Join(dir, "kube-apiserver"),
-		Etcd:      filepath.Join(dir, "etcd"),
-		Kubectl:   filepath.Join(dir, "kubectl"),
+		APIServer:   filepath.Join(dir, "kube-apiserver"),
+		Etcd:        filepath.Join(dir, "etcd"),
+		Kubectl:     filepath.Join(dir, "kubectl"),
+		TestKubelet: filepath.Join(dir, "testkubelet"),
 	}
-	for _, p := range []string{b.APIServer, b.Etcd, b.Kubectl} {
+	for _, p := range []string{b.APIServer, b.Etcd, b.Kubectl, b.TestKubelet} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return Binaries{}, fmt.Errorf("find binary: %w", err)

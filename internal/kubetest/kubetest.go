@@ -57,6 +57,8 @@ type Cluster struct {
 	// adminTLS authenticates readiness probes as the admin.
 	adminTLS            *tls.Config
 	adminCert, adminKey []byte // PEM
+	// The API server's kubelet client certificate (PEM).
+	kubeletClientCert, kubeletClientKey []byte
 
 	mu        sync.Mutex
 	users     int        // kubeconfigs written, to name their files
@@ -163,6 +165,17 @@ func (c *Cluster) writePKI() error {
 	if err != nil {
 		return err
 	}
+	// The API server's credential towards kubelets, and the test kubelets'
+	// serving certificate (they listen on 127.0.0.1, the nodes' address).
+	kubeletClient, kubeletClientKey, err := c.ca.issue(pkix.Name{CommonName: kubeletClientUser}, x509.ExtKeyUsageClientAuth, nil, nil)
+	if err != nil {
+		return err
+	}
+	kubelet, kubeletKey, err := c.ca.issue(pkix.Name{CommonName: "testkubelet"}, x509.ExtKeyUsageServerAuth, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	c.kubeletClientCert, c.kubeletClientKey = kubeletClient, kubeletClientKey
 	c.adminCert, c.adminKey = admin, adminKey
 	pair, err := tls.X509KeyPair(admin, adminKey)
 	if err != nil {
@@ -173,11 +186,15 @@ func (c *Cluster) writePKI() error {
 	c.adminTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
 	c.CAFile = c.path("ca.crt")
 	for name, data := range map[string][]byte{
-		"ca.crt":        c.ca.certPEM,
-		"apiserver.crt": serving,
-		"apiserver.key": servingKey,
-		"sa.key":        saKey,
-		"sa.pub":        saPub,
+		"ca.crt":                       c.ca.certPEM,
+		"apiserver.crt":                serving,
+		"apiserver.key":                servingKey,
+		"sa.key":                       saKey,
+		"sa.pub":                       saPub,
+		"apiserver-kubelet-client.crt": kubeletClient,
+		"apiserver-kubelet-client.key": kubeletClientKey,
+		"kubelet.crt":                  kubelet,
+		"kubelet.key":                  kubeletKey,
 	} {
 		if err := os.WriteFile(c.path(name), data, 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
@@ -246,6 +263,12 @@ func (c *Cluster) startAPIServer(logs procLog) error {
 		// No controller manager creates the "default" service account, which
 		// this plugin would require of every new pod.
 		"--disable-admission-plugins=ServiceAccount",
+		// exec, attach and port-forward go to the node's kubelet (a
+		// testkubelet: see StartNode), verified and authenticated both ways.
+		"--kubelet-certificate-authority=" + c.CAFile,
+		"--kubelet-client-certificate=" + c.path("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key=" + c.path("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--profiling=false",
 	}, c.Dir)
 	if err != nil {

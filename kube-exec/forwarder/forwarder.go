@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			KeepAlive: cfg.Kube.KeepAlive.Duration, MinBackoff: f.MinBackoff.Duration, MaxBackoff: f.MaxBackoff.Duration,
 			DialTimeout: f.DialTimeout.Duration, Logger: log,
 			Deliver: func(ch ssh.Channel, id kubeproto.Identity, bastion string) {
-				ln.deliver(m.count(&channelConn{Channel: ch, id: id, bastion: bastion}))
+				ln.deliver(m.count(newChannelConn(ch, id, bastion)))
 			},
 			metrics: m,
 		}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # build.sh — build kube-apiserver, kubectl and etcd, at the versions pinned
-# in this directory's go.mod, into a cache directory shared by every
-# checkout on the machine:
+# in this directory's go.mod, and testkubelet (cmd/testkubelet: a kubelet's
+# exec, attach and port-forward endpoints for tests) into a cache directory
+# shared by every checkout on the machine:
 #
 #   ${POSTERN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/postern}/kube-VERSION/bin
 #
 # A stamp file there records what the binaries were built from (versions, Go
-# toolchain, a hash of go.mod, go.sum and this script); when it matches,
+# toolchain, a hash of go.mod, go.sum, this script and cmd/); when it matches,
 # nothing is built. Progress goes to stderr; the last line of stdout is the
 # binary directory. Concurrent runs wait for each other (flock).
 #
@@ -37,12 +38,14 @@ base=${POSTERN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/postern}
 dir=$base/kube-$kube
 bin=$dir/bin
 mkdir -p "$bin"
+sources=(go.mod go.sum build.sh)
+mapfile -t -O 3 sources < <(find cmd -type f -name '*.go' | LC_ALL=C sort)
 stamp=$(printf 'kubernetes %s\netcd %s\n%s\nsources %s\n' "$kube" "$etcd" \
-	"$("$GO" version)" "$(cat go.mod go.sum build.sh | sha256sum | cut -d' ' -f1)")
+	"$("$GO" version)" "$(for f in "${sources[@]}"; do printf '%s\n' "$f"; cat "$f"; done | sha256sum | cut -d' ' -f1)")
 
 fresh() {
 	[[ -f $bin/.stamp && $(<"$bin/.stamp") == "$stamp" ]] &&
-		[[ -x $bin/kube-apiserver && -x $bin/kubectl && -x $bin/etcd ]]
+		[[ -x $bin/kube-apiserver && -x $bin/kubectl && -x $bin/etcd && -x $bin/testkubelet ]]
 }
 
 if ! fresh; then
@@ -90,6 +93,7 @@ total=$SECONDS
 gobuild kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 gobuild kubectl k8s.io/kubernetes/cmd/kubectl
 gobuild etcd go.etcd.io/etcd/server/v3
+gobuild testkubelet ./cmd/testkubelet
 printf '%s\n' "$stamp" >"$bin/.stamp"
 say "done in $((SECONDS - total))s"
 echo "$bin"

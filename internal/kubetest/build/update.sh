@@ -6,7 +6,8 @@
 # tree (replace k8s.io/api => ./staging/src/k8s.io/api). Replace directives
 # of a dependency are ignored, so this module repeats them, pointing each
 # staging module it requires at the published tag v0.N.M of the same
-# release. etcd is built at the version Kubernetes itself requires.
+# release. etcd is built at the version Kubernetes itself requires. The
+# final go mod tidy adds what this module's own commands (cmd/) import.
 #
 # After running it, set kubetest.Version to the same VERSION.
 set -euo pipefail
