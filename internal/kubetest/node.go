@@ -78,7 +78,7 @@ func (n *Node) start(t testing.TB, logs *testenv.Logs) error {
 	}
 	addr := net.JoinHostPort(NodeIP, strconv.Itoa(ports[0]))
 	c := n.c
-	p, err := startProcess(t, logs, c.bins.TestKubelet, []string{
+	p, err := c.startProcess(logs, c.bins.TestKubelet, []string{
 		"--listen=" + addr,
 		"--tls-cert-file=" + c.path("kubelet.crt"),
 		"--tls-private-key-file=" + c.path("kubelet.key"),
