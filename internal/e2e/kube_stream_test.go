@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +114,7 @@ func TestKubeStreams(t *testing.T) {
 				local := kubetest.StartPortForward(t, cmd)
 				for i := range 2 { // two connections over one port-forward
 					msg := fmt.Sprintf("ping %d over %s", i, proto.name)
-					if got := kubeEcho(t, local, msg); got != msg {
+					if got := kubetest.EchoLine(t, local, msg); got != msg {
 						t.Errorf("echo through the port-forward: %q, want %q", got, msg)
 					}
 				}
@@ -192,26 +189,6 @@ func TestKubeStreams(t *testing.T) {
 		waitPane("kube-exec-exit=4")
 		waitFor(t, func() bool { return countEvents(execs) == before+1 })
 	})
-}
-
-// kubeEcho sends msg and a newline on a new connection to addr and returns
-// the line that comes back.
-func kubeEcho(t *testing.T, addr, msg string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(conn, msg+"\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read the echo: %v (got %q)", err, line)
-	}
-	return strings.TrimSuffix(line, "\n")
 }
 
 // shellJoin quotes args for sh.

@@ -207,3 +207,24 @@ func StartPortForward(t testing.TB, cmd *exec.Cmd) string {
 	}
 	return ""
 }
+
+// EchoLine sends msg and a newline on a new connection to addr (an
+// [EchoServer], directly or through a port-forward) and returns the line
+// that comes back.
+func EchoLine(t testing.TB, addr, msg string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(conn, msg+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the echo: %v (got %q)", err, line)
+	}
+	return strings.TrimSuffix(line, "\n")
+}

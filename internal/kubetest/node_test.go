@@ -6,13 +6,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The API server sends exec, attach and port-forward to the testkubelet
@@ -55,7 +52,7 @@ func TestNodeStreams(t *testing.T) {
 				cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Dir, "KUBECONFIG=" + c.AdminKubeconfig}, env...)
 				local := StartPortForward(t, cmd)
 				for i := range 2 { // two connections over one port-forward
-					if got := echo(t, local, fmt.Sprintf("ping %d", i)); got != fmt.Sprintf("ping %d", i) {
+					if got := EchoLine(t, local, fmt.Sprintf("ping %d", i)); got != fmt.Sprintf("ping %d", i) {
 						t.Errorf("echo through the port-forward: %q", got)
 					}
 				}
@@ -100,24 +97,4 @@ func kubectlEnv(t *testing.T, c *Cluster, env []string, stdin string, args ...st
 		t.Fatalf("kubectl %s timed out; stderr: %s", strings.Join(args, " "), stderr.String())
 	}
 	return out.String(), stderr.String(), cmd.ProcessState.ExitCode()
-}
-
-// echo sends msg and a newline on a new connection to addr and returns the
-// line that comes back.
-func echo(t *testing.T, addr, msg string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(conn, msg+"\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read the echo: %v (got %q)", err, line)
-	}
-	return strings.TrimSuffix(line, "\n")
 }
