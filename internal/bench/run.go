@@ -153,11 +153,20 @@ func (s *Stack) smoke(ctx context.Context) error {
 	return nil
 }
 
-// raiseNoFile lifts the open-file limit to the hard limit (children
-// inherit it): a thousand sessions hold a few thousand descriptors.
+// raiseNoFile lifts the open-file limit (children inherit it): N idle
+// sessions are 2N descriptors in the bastion; see noFileLimit. Raising
+// the hard limit needs CAP_SYS_RESOURCE; without it the soft limit goes
+// up to the hard one.
 func raiseNoFile() {
 	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
+		return
+	}
+	want := noFileLimit(rl.Max)
+	if rl.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) == nil {
+		return
+	}
+	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
