@@ -27,6 +27,7 @@ type Report struct {
 	Idle              []IdleResult
 	Burst             []BurstResult
 	Signer            []SignerResult
+	Keystroke         []KeystrokeResult
 	GoBench           GoBench
 	Perf              []PerfResult
 	Failures          []string
@@ -272,6 +273,7 @@ func (r *Report) Markdown() string {
 		}
 		p("\n")
 	}
+	p("%s", r.keystrokeMarkdown())
 	if len(r.Perf) > 0 {
 		p("## Profile of the bastion\n\n`perf record -F 499 -g -p BASTION` during one upload of %d MiB; self time by symbol (top entries):\n\n", c.Size>>20)
 		for _, x := range r.Perf {

@@ -33,7 +33,7 @@ type Config struct {
 	// Command is how the run was started, for the report.
 	Command string
 	// Phases to run: throughput, connect, handshake, idle, burst, signer,
-	// gobench, perf; "wait" keeps the stack up until ctx ends.
+	// keystroke, gobench, perf; "wait" keeps the stack up until ctx ends.
 	Phases map[string]bool
 
 	Size    int64    // bytes per throughput transfer
@@ -46,6 +46,7 @@ type Config struct {
 	IdleN       []int // idle sessions held through the bastion
 	SSHDIdleMax int   // largest N tried on sshd (two processes each)
 	BurstN      []int
+	Keystrokes  int // keystrokes timed per path (0: 300)
 	SignerTotal int // certificates asked per measurement
 	SignerConc  []int
 	GoBenchPkgs []string
@@ -97,6 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 		{"burst", func() error { var err error; r.Burst, err = st.runBurst(ctx, cfg); return err }},
 		{"idle", func() error { var err error; r.Idle, err = st.runIdle(ctx, cfg); return err }},
 		{"signer", func() error { var err error; r.Signer, err = st.runSigner(ctx, cfg); return err }},
+		{"keystroke", func() error { var err error; r.Keystroke, err = st.runKeystroke(ctx, cfg); return err }},
 	}
 	for _, p := range phases {
 		if !cfg.Phases[p.name] {

@@ -47,12 +47,13 @@ func run(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds of the throughput matrix")
 	ciphers := fs.String("ciphers", "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com", "comma-separated ciphers (\"default\": the client's)")
 	connectRuns := fs.Int("connect-runs", 50, "ssh -J … true runs per path")
-	idle := fs.String("idle", "100,1000,5000", "idle session counts")
+	idle := fs.String("idle", "100,1000,5000,10000", "idle session counts")
 	sshdIdleMax := fs.Int("sshd-idle-max", 1000, "largest idle count tried on sshd")
 	burst := fs.String("burst", "100,1000", "burst sizes")
 	signerTotal := fs.Int("signer-requests", 20000, "certificates asked per signer measurement")
 	signerConc := fs.String("signer-clients", "16,64", "parallel signer clients")
-	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer", "phases to run")
+	keystrokes := fs.Int("keystrokes", 300, "keystrokes timed per path")
+	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer,keystroke", "phases to run")
 	goPkgs := fs.String("gobench-pkgs", "./signer/ca,./internal/sshcert,./bastion/server", "packages whose Go benchmarks are the ceilings")
 	benchtime := fs.String("benchtime", "1s", "go test -benchtime")
 	render := fs.String("render", "", "only rewrite the report from this results.json (give the flags of its run)")
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string) error {
 		IdleN:       ints(*idle),
 		SSHDIdleMax: *sshdIdleMax,
 		BurstN:      ints(*burst),
+		Keystrokes:  *keystrokes,
 		SignerTotal: *signerTotal,
 		SignerConc:  ints(*signerConc),
 		GoBenchPkgs: strings.Split(*goPkgs, ","),
