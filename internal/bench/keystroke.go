@@ -208,7 +208,7 @@ func (r *Report) keystrokeMarkdown() string {
 	if len(r.Keystroke) > 0 {
 		n = r.Keystroke[0].Ms.N
 	}
-	p("## 5. Per-keystroke latency\n\nOne `ssh -tt -e none -F cfg [-J JUMP] node '%s'` per path, all open at once; then %d rounds (after %d warm-up rounds), the path order reversed every other round: one byte written to ssh's stdin, timed until the same byte comes back on its stdout, %d ms between keystrokes. The echo comes from `cat` on the node's pty, so each keystroke crosses every hop twice; in recording mode the bastion also records both directions. Milliseconds.\n\n", keystrokeRemote, n, keystrokeWarmup, keystrokeGap.Milliseconds())
+	p("## 5. Per-keystroke latency\n\nOne `ssh -tt -e none -F cfg [-J JUMP] node '%s'` per path, all open at once; then %d rounds (after %d warm-up rounds), the path order reversed every other round: one byte written to ssh's stdin, timed until the same byte comes back on its stdout, %d ms between keystrokes. The echo comes from `cat` on the node's pty, so each keystroke crosses every hop twice; in recording mode the bastion also terminates both SSH connections and records the session. Milliseconds.\n\n", keystrokeRemote, n, keystrokeWarmup, keystrokeGap.Milliseconds())
 	p("| path | median | p10 | p90 | p99 | max | × sshd jump (median) | errors |\n|---|---|---|---|---|---|---|---|\n")
 	var ref float64
 	for _, k := range r.Keystroke {

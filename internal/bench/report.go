@@ -257,7 +257,7 @@ func (r *Report) Markdown() string {
 		}
 		for _, s := range r.Signer {
 			if s.Profile != "" {
-				p("\nSigner profile (`perf record -g -p SIGNER` during the %s run with %d clients), self time by symbol:\n\n```\n%s\n```\n", s.Endpoint, s.Clients, s.Profile)
+				p("\nSigner profile (`perf record -g -p SIGNER` during an extra %s run with %d clients, whose figures are not in the table: perf takes CPU from the same cores), self time by symbol:\n\n```\n%s\n```\n", s.Endpoint, s.Clients, s.Profile)
 			}
 		}
 		for _, s := range r.Signer {
