@@ -103,7 +103,8 @@ func cli(args []string, stdout, stderr io.Writer) error {
 // packet, and at the default GOGC the collector took about an eighth of the
 // bastion's CPU in the benchmarks (docs/benchmarks.md). GOGC=400 cut CPU
 // per GiB by a fifth. A soft memory limit keeps the larger heap bounded.
-// GOGC and GOMEMLIMIT in the environment win.
+// GOGC and GOMEMLIMIT in the environment win. releaseWhenIdle (idlegc.go)
+// gives the larger heap back once the bastion goes quiet.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
@@ -115,6 +116,7 @@ func tuneGC() {
 
 func run(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logger) error {
 	tuneGC()
+	go releaseWhenIdle(ctx, idleGCEvery, debug.FreeOSMemory)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

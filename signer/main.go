@@ -127,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return climsg.WithHint(err, "run postern-signer init --dir DIR to create the CA keys")
 	}
+	tuneGC()
 	if cfg.Signer.OIDC.Issuer == "" {
 		logger.Warn("no [signer.oidc] issuer configured: logins are disabled")
 	}

@@ -137,59 +137,66 @@ const (
 // splice copies bytes both ways with half-close until both directions are
 // done or the connection ends. It returns bytes client→node, node→client
 // and why the session ended.
+//
+// An idle hop is mostly goroutine stacks, so splice uses one goroutine
+// besides the caller's: node→client is copied here, client→node in a
+// goroutine, and the end of the SSH connection is watched with
+// context.AfterFunc (no goroutine until it fires).
 func (s *Server) splice(ctx context.Context, ch ssh.Channel, tcp *net.TCPConn) (in, out int64, reason string) {
 	type result struct {
 		n      int64
 		err    error
 		toNode bool
 	}
-	res := make(chan result, 2)
-	go func() {
-		n, err := copyBuffered(tcp, ch)
-		tcp.CloseWrite()
-		res <- result{n: n, err: err, toNode: true}
-	}()
-	go func() {
-		n, err := copyBuffered(ch, tcp)
-		ch.CloseWrite()
-		res <- result{n: n, err: err}
-	}()
-	// The SSH connection ending (client gone, shutdown) must unblock a
-	// copy waiting on a quiet node.
-	stop := make(chan struct{})
-	defer close(stop)
-	var cut bool
-	var cutMu sync.Mutex
-	go func() {
-		select {
-		case <-ctx.Done():
-			cutMu.Lock()
-			cut = true
-			cutMu.Unlock()
+	var (
+		mu   sync.Mutex
+		done []result // in the order the directions ended
+		cut  bool
+	)
+	finish := func(r result) {
+		mu.Lock()
+		done = append(done, r)
+		mu.Unlock()
+		if r.err != nil {
+			// A broken direction ends the session.
 			tcp.Close()
 			ch.Close()
-		case <-stop:
 		}
-	}()
-	first := <-res
-	if first.err != nil {
-		// A broken direction ends the session.
+	}
+	// The SSH connection ending (client gone, shutdown) must unblock a
+	// copy waiting on a quiet node.
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		cut = true
+		mu.Unlock()
 		tcp.Close()
 		ch.Close()
-	}
-	second := <-res
+	})
+	defer stop()
+	toNode := make(chan struct{})
+	go func() {
+		defer close(toNode)
+		n, err := copyBuffered(tcp, ch)
+		tcp.CloseWrite()
+		finish(result{n: n, err: err, toNode: true})
+	}()
+	n, err := copyBuffered(ch, tcp)
+	ch.CloseWrite()
+	finish(result{n: n, err: err})
+	<-toNode
 	tcp.Close()
 	ch.Close()
-	for _, r := range []result{first, second} {
+
+	mu.Lock()
+	first, wasCut := done[0], cut
+	for _, r := range done {
 		if r.toNode {
 			in = r.n
 		} else {
 			out = r.n
 		}
 	}
-	cutMu.Lock()
-	wasCut := cut
-	cutMu.Unlock()
+	mu.Unlock()
 	switch {
 	case s.forced.Load():
 		reason = ReasonShutdown
@@ -208,15 +215,21 @@ func (s *Server) splice(ctx context.Context, ch ssh.Channel, tcp *net.TCPConn) (
 // bufPool holds copy buffers: 32 KiB is the SSH maximum packet payload.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// smallBuf is what copyBuffered waits on: enough for a keystroke or a
+// line of output.
+const smallBuf = 512
+
 // copyBuffered is io.Copy with pooled buffers and without the
 // ReaderFrom/WriterTo detours. A read ending in EOF is a clean finish.
 //
-// It waits on a small buffer and takes a 32 KiB one from the pool only once
-// a read fills the small one, so an idle hop holds 2 KiB per direction
-// instead of 32 (the benchmarks' memory per idle session).
+// It waits on a small buffer and takes a 32 KiB one from the pool only
+// once a read fills the small one, and gives it back after a read small
+// enough for the small one: a hop idle or typing holds 512 bytes per
+// direction, one moving bulk data a pooled 32 KiB (the benchmarks' memory
+// per idle session).
 func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
-	var small [2 << 10]byte
-	buf := small[:]
+	small := make([]byte, smallBuf)
+	buf := small
 	var bp *[]byte
 	defer func() {
 		if bp != nil {
@@ -235,10 +248,14 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 			if nw != nr {
 				return n, io.ErrShortWrite
 			}
-			if bp == nil && nr == len(small) {
-				bp = bufPool.Get().(*[]byte)
-				buf = *bp
-			}
+		}
+		switch {
+		case bp == nil && nr == len(small):
+			bp = bufPool.Get().(*[]byte)
+			buf = *bp
+		case bp != nil && nr <= len(small):
+			bufPool.Put(bp)
+			bp, buf = nil, small
 		}
 		if rerr == io.EOF {
 			return n, nil

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern-dev/postern/internal/sshcert"
 )
 
 // Header carries the base64 SSH signature of the body.
@@ -69,6 +71,11 @@ type Verifier struct {
 	HostCA     func() []ssh.PublicKey
 	Principals func() []string
 	Now        func() time.Time
+	// Sigs, when set, remembers host certificate signatures that verified
+	// (a bastion sends the same certificate with every request); every
+	// other check of the certificate still runs on every request, and the
+	// request's own signature is always verified.
+	Sigs *sshcert.SigCache
 
 	// Nonces seen in the current and the previous window of 2*MaxSkew: a
 	// request older than that is refused by its timestamp, so two windows
@@ -111,7 +118,7 @@ func (v *Verifier) Verify(env Envelope, body []byte, header string) (string, err
 		return "", fmt.Errorf("%w: certificate names no configured bastion (%v)", ErrNotBastion, cert.ValidPrincipals)
 	}
 	checker := ssh.CertChecker{Clock: func() time.Time { return now }}
-	if err := checker.CheckCert(name, cert); err != nil {
+	if err := v.Sigs.CheckCert(&checker, name, cert); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrNotBastion, err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(header)

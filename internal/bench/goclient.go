@@ -164,6 +164,10 @@ type IdleResult struct {
 	// CPUIdle is the jump host's CPU use while the sessions sit idle, in
 	// percent of one core.
 	CPUIdle float64
+	// SettleSecs is how long after opening the memory was read (settledMem).
+	SettleSecs float64 `json:",omitempty"`
+	// NoFile is the jump host's soft open-file limit.
+	NoFile  uint64 `json:",omitempty"`
 	Skipped string `json:",omitempty"`
 }
 
@@ -262,8 +266,10 @@ func (s *Stack) idle(ctx context.Context, jump string, n int) (IdleResult, error
 			waitNoChildren(pid, 60*time.Second)
 		}
 	}()
-	time.Sleep(2 * time.Second) // let allocations settle
-	r.RSSHeld, r.PSSHeld, r.Procs = treeMem(pid)
+	var settle time.Duration
+	r.RSSHeld, r.PSSHeld, r.Procs, settle = settledMem(pid)
+	r.SettleSecs = settle.Seconds()
+	r.NoFile = noFileOf(pid)
 	c0 := treeCPU(pid)
 	time.Sleep(5 * time.Second)
 	r.CPUIdle = (treeCPU(pid) - c0) / 5 * 100

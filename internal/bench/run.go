@@ -33,7 +33,7 @@ type Config struct {
 	// Command is how the run was started, for the report.
 	Command string
 	// Phases to run: throughput, connect, handshake, idle, burst, signer,
-	// gobench, perf, kube; "wait" keeps the stack up until ctx ends.
+	// keystroke, gobench, perf, kube; "wait" keeps the stack up until ctx ends.
 	Phases map[string]bool
 
 	Size    int64    // bytes per throughput transfer
@@ -46,6 +46,7 @@ type Config struct {
 	IdleN       []int // idle sessions held through the bastion
 	SSHDIdleMax int   // largest N tried on sshd (two processes each)
 	BurstN      []int
+	Keystrokes  int // keystrokes timed per path (0: 300)
 	SignerTotal int // certificates asked per measurement
 	SignerConc  []int
 	GoBenchPkgs []string
@@ -106,6 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 		{"burst", func() error { var err error; r.Burst, err = st.runBurst(ctx, cfg); return err }},
 		{"idle", func() error { var err error; r.Idle, err = st.runIdle(ctx, cfg); return err }},
 		{"signer", func() error { var err error; r.Signer, err = st.runSigner(ctx, cfg); return err }},
+		{"keystroke", func() error { var err error; r.Keystroke, err = st.runKeystroke(ctx, cfg); return err }},
 		{"kube", func() error { var err error; r.Kube, err = st.runKube(ctx, cfg); return err }},
 	}
 	for _, p := range phases {
@@ -163,11 +165,20 @@ func (s *Stack) smoke(ctx context.Context) error {
 	return nil
 }
 
-// raiseNoFile lifts the open-file limit to the hard limit (children
-// inherit it): a thousand sessions hold a few thousand descriptors.
+// raiseNoFile lifts the open-file limit (children inherit it): N idle
+// sessions are 2N descriptors in the bastion; see noFileLimit. Raising
+// the hard limit needs CAP_SYS_RESOURCE; without it the soft limit goes
+// up to the hard one.
 func raiseNoFile() {
 	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
+		return
+	}
+	want := noFileLimit(rl.Max)
+	if rl.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) == nil {
+		return
+	}
+	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}

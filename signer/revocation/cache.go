@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+
+	"github.com/postern-dev/postern/internal/krl"
 )
 
 // Snapshot is the list as published at one generation.
@@ -12,6 +14,9 @@ type Snapshot struct {
 	List *List
 	// KRL is the binary OpenSSH KRL of List.
 	KRL []byte
+	// Checker is List as a parsed KRL, built once per snapshot, to check
+	// certificates with (read-only: safe for concurrent use).
+	Checker *krl.KRL
 	// ETag identifies KRL (quoted, for the ETag header).
 	ETag string
 	// ListETag identifies the JSON form of List (public form; admins' full
@@ -70,6 +75,7 @@ func NewSnapshot(l *List) (*Snapshot, error) {
 	return &Snapshot{
 		List:     l,
 		KRL:      b,
+		Checker:  k,
 		ETag:     fmt.Sprintf(`"krl-%d-%s"`, l.Generation, hashOf(b)),
 		ListETag: fmt.Sprintf(`"list-%d-%s"`, l.Generation, hashOf(j)),
 	}, nil

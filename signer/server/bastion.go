@@ -117,19 +117,18 @@ func (s *Server) checkPersonCert(r *http.Request, line string) (*ssh.Certificate
 	if !bytes.Equal(cert.SignatureKey.Marshal(), s.userCA.PublicKey().Marshal()) {
 		return cert, errors.New("the person's certificate is not from the user CA")
 	}
+	if len(cert.ValidPrincipals) == 0 {
+		return cert, errors.New("the person's certificate names no principals")
+	}
 	checker := ssh.CertChecker{Clock: s.now, SupportedCriticalOptions: sshcert.KnownCriticalOptions}
-	if err := checker.CheckCert(cert.ValidPrincipals[0], cert); err != nil {
+	if err := s.sigs.CheckCert(&checker, cert.ValidPrincipals[0], cert); err != nil {
 		return cert, fmt.Errorf("the person's certificate is not valid: %w", err)
 	}
 	snap, err := s.revs.Current(r.Context())
 	if err != nil {
 		return cert, fmt.Errorf("the signer cannot read its revocation list: %w", err)
 	}
-	k, err := snap.List.KRL()
-	if err != nil {
-		return cert, fmt.Errorf("the signer cannot read its revocation list: %w", err)
-	}
-	if err := k.Check(cert); err != nil {
+	if err := snap.Checker.Check(cert); err != nil {
 		return cert, err
 	}
 	return cert, nil

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +170,49 @@ func TestNodeHostCert(t *testing.T) {
 	}
 	if status, _, _ := e.postBastion(t, api.PathNodeHostCert, req(bastion, "*.internal"), bastion.key); status != http.StatusBadRequest {
 		t.Fatalf("wildcard: %d", status)
+	}
+}
+
+// The signer remembers the signatures of the certificates bastions send
+// (sshcert.SigCache); a remembered certificate must still expire, and a
+// person revoked after a delegation must still be refused.
+func TestDelegateCachedCertificatesStillChecked(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	s := newDirectSigner(t, now)
+	h := s.srv.Handler()
+	short, err := s.srv.userCA.SignUser(ca.UserCert{Key: newKey(t), KeyID: "bob@example.com", Principals: []string{"ubuntu"}, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.person = pubLine(short)
+	send := func() (int, string) {
+		p := s.requests(t, 1)[0]
+		r := httptest.NewRequest(http.MethodPost, api.PathDelegate, bytes.NewReader(p.body))
+		r.Header.Set(bastionauth.Header, p.sig)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	for i := range 3 {
+		if code, body := send(); code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+	}
+	// Two certificates, each verified once and remembered for the next two uses.
+	if st := s.srv.sigs.Stats(); st.Misses != 2 || st.Hits != 4 {
+		t.Fatalf("signature cache %+v, want 2 misses and 4 hits", st)
+	}
+	clock.Add(11 * 60)
+	if code, body := send(); code != http.StatusForbidden || !strings.Contains(body, "expired") {
+		t.Fatalf("expired person certificate (signature cached): %d %s", code, body)
+	}
+	clock.Add(2 * 3600)
+	if code, body := send(); code != http.StatusUnauthorized || !strings.Contains(body, "expired") {
+		t.Fatalf("expired bastion certificate (signature cached): %d %s", code, body)
+	}
+	if st := s.srv.sigs.Stats(); st.Misses != 2 {
+		t.Fatalf("signature cache %+v: the refusals must come from the validity checks, not from new verifications", st)
 	}
 }

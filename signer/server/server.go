@@ -70,6 +70,10 @@ type Server struct {
 	revs    *revocation.Cache
 	// bastions authenticates bastions' signed requests.
 	bastions *bastionauth.Verifier
+	// sigs remembers the CA signatures of the certificates bastions
+	// present (their own host certificates, the persons' certificates)
+	// that verified; see sshcert.SigCache.
+	sigs *sshcert.SigCache
 }
 
 // New loads the CA keys and the OIDC client secret named in cfg.
@@ -103,7 +107,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("load host CA: %w", err)
 	}
 	s.userCA.Now, s.hostCA.Now = opts.Now, opts.Now
+	s.sigs = sshcert.NewSigCache(0)
 	s.bastions = &bastionauth.Verifier{
+		Sigs:       s.sigs,
 		HostCA:     func() []ssh.PublicKey { return []ssh.PublicKey{s.hostCA.PublicKey()} },
 		Principals: func() []string { return cfg.Signer.Bastions },
 		Now:        opts.Now,

@@ -47,17 +47,18 @@ func run(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds of the throughput matrix")
 	ciphers := fs.String("ciphers", "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com", "comma-separated ciphers (\"default\": the client's)")
 	connectRuns := fs.Int("connect-runs", 50, "ssh -J … true runs per path")
-	idle := fs.String("idle", "100,1000,5000", "idle session counts")
+	idle := fs.String("idle", "100,1000,5000,10000", "idle session counts")
 	sshdIdleMax := fs.Int("sshd-idle-max", 1000, "largest idle count tried on sshd")
 	burst := fs.String("burst", "100,1000", "burst sizes")
 	signerTotal := fs.Int("signer-requests", 20000, "certificates asked per signer measurement")
 	signerConc := fs.String("signer-clients", "16,64", "parallel signer clients")
-	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer,kube", "phases to run")
+	phases := fs.String("phases", "gobench,connect,handshake,throughput,perf,burst,idle,signer,keystroke,kube", "phases to run")
 	kubeBin := fs.String("kube-bin", "", "`DIR` with kube-apiserver, etcd and kubectl (default: the cache make kube-bins fills; the kube phase is skipped without them)")
 	kubeRuns := fs.Int("kube-runs", 40, "runs of each kubectl command in the kube phase")
 	kubeRequests := fs.Int("kube-requests", 300, "API requests per path in the kube phase")
 	kubeExecB := fs.String("kube-exec-b", "", "another kube-exec `BINARY` (an older build, say) measured beside bin/kube-exec in the kube phase")
 	kubePods := fs.Int("kube-pods", 20, "pods kubectl lists in the kube phase")
+	keystrokes := fs.Int("keystrokes", 300, "keystrokes timed per path")
 	goPkgs := fs.String("gobench-pkgs", "./signer/ca,./internal/sshcert,./bastion/server", "packages whose Go benchmarks are the ceilings")
 	benchtime := fs.String("benchtime", "1s", "go test -benchtime")
 	netN := fs.Int("net", 0, "node network `N` (1-250): namespace pbN-node, 10.216.N.0/30, cgroups postern-bench-N-* (default: from a hash of -dir, so that two checkouts do not collide)")
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string) error {
 		IdleN:        ints(*idle),
 		SSHDIdleMax:  *sshdIdleMax,
 		BurstN:       ints(*burst),
+		Keystrokes:   *keystrokes,
 		SignerTotal:  *signerTotal,
 		SignerConc:   ints(*signerConc),
 		GoBenchPkgs:  strings.Split(*goPkgs, ","),
