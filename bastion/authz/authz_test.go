@@ -257,8 +257,9 @@ func TestDenialMessages(t *testing.T) {
 func TestLocalAddrsFailureRefuses(t *testing.T) {
 	p := testPolicy(t)
 	p.LocalAddrs = func() ([]netip.Addr, error) { return nil, errors.New("netlink down") }
-	if _, err := p.Decide(context.Background(), []string{"any"}, "198.51.100.9", 22); !errors.Is(err, ErrAddressRefused) {
-		t.Fatalf("err = %v, want ErrAddressRefused", err)
+	_, err := p.Decide(context.Background(), []string{"any"}, "198.51.100.9", 22)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "netlink down") {
+		t.Fatalf("err = %v, want ErrUnavailable with the cause", err)
 	}
 }
 

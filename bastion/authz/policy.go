@@ -25,6 +25,10 @@ var (
 	ErrAddressRefused = errors.New("resolves to a refused address")
 	// ErrResolve: the name could not be resolved.
 	ErrResolve = errors.New("cannot resolve host")
+	// ErrUnavailable: the bastion could not check the hop (it could not
+	// list its own addresses, e.g. out of file descriptors); refused, since
+	// it cannot tell whether the target is itself.
+	ErrUnavailable = errors.New("the bastion cannot check this hop right now, try again")
 )
 
 // Denial is the error Decide returns for a refused hop. Its Error is the
@@ -188,7 +192,7 @@ func (p *Policy) Decide(ctx context.Context, roles []string, host string, port u
 	if err != nil {
 		// Without the list the bastion cannot tell its own addresses:
 		// refuse rather than risk them.
-		return deny(ErrAddressRefused, t.String(), "%v", err)
+		return deny(ErrUnavailable, t.String(), "list the bastion's own addresses: %v", err)
 	}
 	d := Decision{Target: t, Node: node.Name}
 	for _, a := range addrs {
