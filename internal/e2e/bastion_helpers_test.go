@@ -89,19 +89,7 @@ func startBastionEnv(t *testing.T) *bastionEnv {
 	}
 	e := &bastionEnv{dir: t.TempDir(), netns: os.Geteuid() == 0 || testenv.Strict()}
 	e.bin = testenv.GoBuild(t, "./bastion")
-	var err error
-	for _, k := range []struct {
-		name string
-		a    **ca.Authority
-	}{{"user_ca", &e.userCA}, {"host_ca", &e.hostCA}} {
-		path := filepath.Join(e.dir, k.name)
-		if err := ca.Generate(path, ca.KeyEd25519, "e2e "+k.name); err != nil {
-			t.Fatal(err)
-		}
-		if *k.a, err = ca.Load(path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.userCA, e.hostCA = newCAs(t, e.dir)
 	userCAPub := ssh.MarshalAuthorizedKey(e.userCA.PublicKey())
 	signHost := func(pub ssh.PublicKey, principals []string) (*ssh.Certificate, error) {
 		return e.hostCA.SignHost(pub, principals, time.Hour)
@@ -109,26 +97,8 @@ func startBastionEnv(t *testing.T) *bastionEnv {
 	e.node1 = testenv.StartNode(t, testenv.NodeOptions{Name: "node1", UserCA: userCAPub, SignHostKey: signHost, Netns: e.netns})
 	e.node2 = testenv.StartNode(t, testenv.NodeOptions{Name: "node2", UserCA: userCAPub, SignHostKey: signHost, Netns: e.netns})
 
-	// The bastion's host key and certificate, as postern-signer host-cert
-	// would make them.
 	hostKey := filepath.Join(e.dir, "host_key")
-	if err := ca.Generate(hostKey, ca.KeyEd25519, "bastion"); err != nil {
-		t.Fatal(err)
-	}
-	pubBytes, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostPub, _, _, _, err := ssh.ParseAuthorizedKey(pubBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := e.hostCA.SignHost(hostPub, []string{"bastion", "127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bstWrite(t, hostKey+"-cert.pub", ssh.MarshalAuthorizedKey(hc), 0o644)
-	bstWrite(t, filepath.Join(e.dir, "user_ca.pub"), userCAPub, 0o644)
+	certifyHostKey(t, e.hostCA, hostKey, "bastion", "127.0.0.1")
 	e.knownHosts = filepath.Join(e.dir, "known_hosts")
 	bstWrite(t, e.knownHosts, []byte(testenv.KnownHostsCA("*", e.hostCA.PublicKey())), 0o644)
 
@@ -407,4 +377,22 @@ func bstRandomFile(t *testing.T, dir, name string, n int) string {
 	p := filepath.Join(dir, name)
 	bstWrite(t, p, b, 0o644)
 	return p
+}
+
+// newCAs makes an Ed25519 user CA and host CA in dir (user_ca and host_ca,
+// each with its .pub beside it, as postern-signer init does) and loads them.
+func newCAs(t testing.TB, dir string) (userCA, hostCA *ca.Authority) {
+	t.Helper()
+	load := func(name string) *ca.Authority {
+		path := filepath.Join(dir, name)
+		if err := ca.Generate(path, ca.KeyEd25519, "e2e "+name); err != nil {
+			t.Fatal(err)
+		}
+		a, err := ca.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	return load("user_ca"), load("host_ca")
 }

@@ -75,21 +75,8 @@ func startHAEnv(t *testing.T) *haEnv {
 	if e.store, err = storage.NewS3(context.Background(), e.s3.S3Config("ha")); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []struct {
-		name string
-		a    **ca.Authority
-	}{{"user_ca", &e.userCA}, {"host_ca", &e.hostCA}} {
-		path := filepath.Join(e.dir, k.name)
-		if err := ca.Generate(path, ca.KeyEd25519, "ha "+k.name); err != nil {
-			t.Fatal(err)
-		}
-		if *k.a, err = ca.Load(path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.userCA, e.hostCA = newCAs(t, e.dir)
 	userCAPub := ssh.MarshalAuthorizedKey(e.userCA.PublicKey())
-	writeFile(t, filepath.Join(e.dir, "user_ca.pub"), string(userCAPub))
-	writeFile(t, filepath.Join(e.dir, "host_ca.pub"), string(ssh.MarshalAuthorizedKey(e.hostCA.PublicKey())))
 	netns := os.Geteuid() == 0 || testenv.Strict()
 	e.node = testenv.StartNode(t, testenv.NodeOptions{Name: "node1", UserCA: userCAPub, Netns: netns,
 		SignHostKey: func(pub ssh.PublicKey, principals []string) (*ssh.Certificate, error) {

@@ -185,20 +185,7 @@ func startKubeEnv(t testing.TB) *kubeEnv {
 	e.kubeSide = startKubeSide(t, filepath.Join(e.dir, "kube"))
 	e.bastionBin = testenv.GoBuild(t, "./bastion")
 
-	var err error
-	for _, k := range []struct {
-		name string
-		a    **ca.Authority
-	}{{"user_ca", &e.userCA}, {"host_ca", &e.hostCA}} {
-		path := filepath.Join(e.dir, k.name)
-		if err := ca.Generate(path, ca.KeyEd25519, "e2e "+k.name); err != nil {
-			t.Fatal(err)
-		}
-		if *k.a, err = ca.Load(path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kubeWrite(t, filepath.Join(e.dir, "user_ca.pub"), ssh.MarshalAuthorizedKey(e.userCA.PublicKey()), 0o644)
+	e.userCA, e.hostCA = newCAs(t, e.dir)
 	e.knownHosts = filepath.Join(e.dir, "known_hosts")
 	kubeWrite(t, e.knownHosts, []byte(testenv.KnownHostsCA("*", e.hostCA.PublicKey())), 0o644)
 
