@@ -19,7 +19,7 @@ const (
 )
 
 // bastionMetrics are the bastion's Prometheus metrics. Sessions and bytes
-// are counted from the audit events the bastion writes (countingEmitter),
+// are counted from the audit events the bastion writes (metrics.CountingEmitter),
 // so that every kind of session is counted alike.
 type bastionMetrics struct {
 	reg       *metrics.Registry
@@ -90,22 +90,6 @@ func (m *bastionMetrics) observe(e audit.Event) {
 		m.relayed.Add(float64(e.BytesIn), "in")
 		m.relayed.Add(float64(e.BytesOut), "out")
 	}
-}
-
-// countingEmitter counts the events its inner emitter writes.
-type countingEmitter struct {
-	inner audit.Emitter
-	m     *bastionMetrics
-}
-
-func (c countingEmitter) Emit(ctx context.Context, e audit.Event) error {
-	err := c.inner.Emit(ctx, e)
-	if err != nil {
-		c.m.auditErrs.Inc()
-		return err
-	}
-	c.m.observe(e)
-	return nil
 }
 
 // registerRecordingMetrics exports the spool uploader's counters.

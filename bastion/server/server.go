@@ -21,6 +21,7 @@ import (
 	"github.com/postern-dev/postern/internal/audit"
 	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/internal/metrics"
 	"github.com/postern-dev/postern/internal/version"
 )
 
@@ -125,7 +126,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{
 		cfg:      b,
 		log:      opts.Logger,
-		audit:    countingEmitter{inner: opts.Audit, m: m},
+		audit:    metrics.CountingEmitter{Inner: opts.Audit, Errors: m.auditErrs, Observe: m.observe},
 		metrics:  m,
 		now:      opts.Now,
 		policy:   policy,

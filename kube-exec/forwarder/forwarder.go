@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		api := newAPIProbe(target, rt)
 		go m.reg.Serve(ctx, ln, func() error { return ready(m, api) }, log)
 	}
-	p := &Proxy{Cluster: f.Cluster, Target: target, Transport: rt, UpgradeTransport: upgrade, Audit: countingEmitter{inner: opts.Audit, m: m}, Logger: log}
+	p := &Proxy{Cluster: f.Cluster, Target: target, Transport: rt, UpgradeTransport: upgrade, Audit: metrics.CountingEmitter{Inner: opts.Audit, Errors: m.auditErrs, Observe: m.observe}, Logger: log}
 	p.Init()
 	ln := newChanListener()
 	srv := &http.Server{

@@ -32,7 +32,7 @@ var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10
 
 // fwdMetrics are the forwarder's Prometheus metrics. Requests are counted
 // from the kube.request audit events the forwarder writes
-// (countingEmitter), as the bastion and the signer count from theirs;
+// (metrics.CountingEmitter), as the bastion and the signer count from theirs;
 // tunnels from the tunnels' state; bytes on the bastions' channels.
 type fwdMetrics struct {
 	reg         *metrics.Registry
@@ -128,21 +128,6 @@ func (m *fwdMetrics) observe(e audit.Event) {
 	verb := verbLabel(e.Verb)
 	m.requests.Inc(codeLabel(e.Status), verb)
 	m.duration.Observe(float64(e.DurationMS)/1000, verb)
-}
-
-// countingEmitter counts the events its inner emitter writes.
-type countingEmitter struct {
-	inner audit.Emitter
-	m     *fwdMetrics
-}
-
-func (c countingEmitter) Emit(ctx context.Context, e audit.Event) error {
-	if err := c.inner.Emit(ctx, e); err != nil {
-		c.m.auditErrs.Inc()
-		return err
-	}
-	c.m.observe(e)
-	return nil
 }
 
 // countedChannel counts a channel's bytes and keeps channels_open.

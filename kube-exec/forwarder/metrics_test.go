@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern/internal/kubeproto"
+	"github.com/postern-dev/postern/internal/metrics"
 )
 
 func scrape(t *testing.T, m *fwdMetrics, ready func() error, path string) (int, string) {
@@ -34,7 +35,7 @@ func TestRequestMetrics(t *testing.T) {
 	target, _ := url.Parse(api.URL)
 	m := newFwdMetrics([]string{"b1:2222", "b2:2222"})
 	aud := &memAudit{}
-	p := &Proxy{Cluster: "prod", Target: target, Transport: http.DefaultTransport, Audit: countingEmitter{inner: aud, m: m}}
+	p := &Proxy{Cluster: "prod", Target: target, Transport: http.DefaultTransport, Audit: metrics.CountingEmitter{Inner: aud, Errors: m.auditErrs, Observe: m.observe}}
 	p.Init()
 	id := kubeproto.Identity{Person: "alice@example.com", Cluster: "prod", Users: []string{"alice@example.com"}, SessionID: "s1"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -10,7 +10,7 @@ import (
 )
 
 // signerMetrics are the signer's Prometheus metrics, counted from the
-// audit events it writes (countingEmitter), so that a certificate is
+// audit events it writes (metrics.CountingEmitter), so that a certificate is
 // counted exactly when its event is on record.
 type signerMetrics struct {
 	reg       *metrics.Registry
@@ -55,21 +55,6 @@ func (m *signerMetrics) observe(e audit.Event) {
 	case audit.CertDelegated:
 		m.certs.Inc("delegated", "issued")
 	}
-}
-
-// countingEmitter counts the events its inner emitter writes.
-type countingEmitter struct {
-	inner audit.Emitter
-	m     *signerMetrics
-}
-
-func (c countingEmitter) Emit(ctx context.Context, e audit.Event) error {
-	if err := c.inner.Emit(ctx, e); err != nil {
-		c.m.auditErrs.Inc()
-		return err
-	}
-	c.m.observe(e)
-	return nil
 }
 
 // ready is /readyz: serving and not shutting down.

@@ -27,6 +27,7 @@ import (
 	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/bastionauth"
 	"github.com/postern-dev/postern/internal/config"
+	"github.com/postern-dev/postern/internal/metrics"
 	"github.com/postern-dev/postern/internal/sshcert"
 	"github.com/postern-dev/postern/internal/version"
 	"github.com/postern-dev/postern/signer/ca"
@@ -89,7 +90,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	m := newSignerMetrics()
 	auditlog.RegisterMetrics(m.reg, opts.AuditStats)
-	s := &Server{cfg: cfg, log: opts.Logger, audit: countingEmitter{inner: opts.Audit, m: m}, now: opts.Now, metrics: m}
+	s := &Server{cfg: cfg, log: opts.Logger, audit: metrics.CountingEmitter{Inner: opts.Audit, Errors: m.auditErrs, Observe: m.observe}, now: opts.Now, metrics: m}
 	s.roles.Store(&cfg.Roles)
 	if opts.Revocations == nil {
 		st, err := revocation.Open(context.Background(), cfg, opts.Logger)
