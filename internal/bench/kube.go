@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -526,40 +525,18 @@ func writeTokenKubeconfig(path, server string, caPEM []byte, token string) error
 
 // waitLog waits until p's log holds line.
 func waitLog(ctx context.Context, p *Proc, line string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(p.Log); bytes.Contains(b, []byte(line)) {
-			return nil
-		}
-		if gone, tail := p.Exited(); gone {
-			return fmt.Errorf("%s exited: %s", p.Name, tail)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s: no %q in %s after 30s", p.Name, line, p.Log)
+	return waitProc(ctx, p, 30*time.Second, 50*time.Millisecond, func() bool {
+		b, _ := os.ReadFile(p.Log)
+		return bytes.Contains(b, []byte(line))
+	}, fmt.Sprintf("%s: no %q in %s after 30s", p.Name, line, p.Log))
 }
 
 // waitFile waits until path exists (a socket p creates).
 func waitFile(ctx context.Context, path string, p *Proc) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return nil
-		}
-		if gone, tail := p.Exited(); gone {
-			return fmt.Errorf("%s exited: %s", p.Name, tail)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return errors.New(p.Name + ": " + path + " did not appear")
+	return waitProc(ctx, p, 10*time.Second, 20*time.Millisecond, func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	}, p.Name+": "+path+" did not appear")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -335,10 +335,21 @@ func (p *Proc) Exited() (bool, string) {
 }
 
 func waitPort(ctx context.Context, addr string, p *Proc) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	return waitProc(ctx, p, 15*time.Second, 50*time.Millisecond, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
 			c.Close()
+		}
+		return err == nil
+	}, fmt.Sprintf("%s did not listen on %s (log: %s)", p.Name, addr, p.Log))
+}
+
+// waitProc polls ready every interval until it is true, p exits, ctx ends
+// or timeout passes (then the error is timedOut).
+func waitProc(ctx context.Context, p *Proc, timeout, interval time.Duration, ready func() bool, timedOut string) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ready() {
 			return nil
 		}
 		if gone, tail := p.Exited(); gone {
@@ -347,10 +358,10 @@ func waitPort(ctx context.Context, addr string, p *Proc) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
-	return fmt.Errorf("%s did not listen on %s (log: %s)", p.Name, addr, p.Log)
+	return errors.New(timedOut)
 }
 
 // waitNetnsPort waits until a namespace process has its socket: the host
