@@ -243,18 +243,28 @@ func (k *kubeHub) forwarders(cluster string) []*forwarderConn {
 	return out
 }
 
-// handleSession looks at the first request of a session channel: a
-// kube/CLUSTER subsystem is served here, anything else goes to the
-// bastion's own session handler unchanged.
-func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gliderssh.Context) {
+// person is who opened nc: an authenticated person, not a forwarder (whose
+// channel is refused and audited here). ok false means nc was rejected.
+func (k *kubeHub) person(ctx gliderssh.Context, conn *ssh.ServerConn, nc ssh.NewChannel) (*connState, *principal, bool) {
 	st := stateOf(ctx)
 	p := st.identity(conn)
 	if p == nil {
 		nc.Reject(ssh.Prohibited, "not authenticated")
-		return
+		return st, nil, false
 	}
 	if isForwarder(p) {
 		k.s.refuseForwarderChannel(ctx, st, p, nc, "")
+		return st, p, false
+	}
+	return st, p, true
+}
+
+// handleSession looks at the first request of a session channel: a
+// kube/CLUSTER subsystem is served here, anything else goes to the
+// bastion's own session handler unchanged.
+func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gliderssh.Context) {
+	st, p, ok := k.person(ctx, conn, nc)
+	if !ok {
 		return
 	}
 	if k.s.closing.Load() {
@@ -287,14 +297,8 @@ func (k *kubeHub) handleSession(srv *gliderssh.Server, conn *ssh.ServerConn, nc 
 // handleKubeChannel serves a kube-exec channel naming its cluster in the
 // channel open: the kube/CLUSTER subsystem in one round trip.
 func (k *kubeHub) handleKubeChannel(_ *gliderssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gliderssh.Context) {
-	st := stateOf(ctx)
-	p := st.identity(conn)
-	if p == nil {
-		nc.Reject(ssh.Prohibited, "not authenticated")
-		return
-	}
-	if isForwarder(p) {
-		k.s.refuseForwarderChannel(ctx, st, p, nc, "")
+	st, p, ok := k.person(ctx, conn, nc)
+	if !ok {
 		return
 	}
 	var open kubeproto.ClientOpen
