@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -333,12 +335,12 @@ func (e *haEnv) login(t *testing.T, s *haSigner, user, pass string) *haPerson {
 
 func splitHostPort(t *testing.T, addr string) (string, int) {
 	t.Helper()
-	i := strings.LastIndex(addr, ":")
-	var port int
-	if _, err := fmt.Sscan(addr[i+1:], &port); err != nil {
+	host, p, err := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(p)
+	if err != nil || perr != nil {
 		t.Fatalf("bad address %q", addr)
 	}
-	return addr[:i], port
+	return host, port
 }
 
 // ssh runs `ssh -F cfg host cmd` as p.
