@@ -16,6 +16,7 @@ BINARIES := \
 	postern:./agent-helper \
 	postern-bastion:./bastion \
 	kube-exec:./kube-exec \
+	postern-kube-forwarder:./kube-exec/cmd/postern-kube-forwarder \
 	postern-testidp:./internal/testidp/cmd/postern-testidp
 
 # OS packages the tests and the demo drive (binary:package).

@@ -1,72 +1,48 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
+	"os/exec"
+	"path/filepath"
 	"syscall"
 
-	"github.com/postern-dev/postern/internal/auditlog"
 	"github.com/postern-dev/postern/internal/climsg"
-	"github.com/postern-dev/postern/internal/config"
-	"github.com/postern-dev/postern/kube-exec/forwarder"
 )
 
-func cmdForwarder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kube-exec forwarder", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration `FILE` ([kube] and [kube.forwarder])")
-	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log `FORMAT`: text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log, err := climsg.NewLogger(stderr, *logLevel, *logFormat)
+// forwarderBinary is the forwarder's own binary (kube-exec/cmd/
+// postern-kube-forwarder): kube-exec does not link the forwarder, so that
+// the start of every kubectl command through postern stays light.
+const forwarderBinary = "postern-kube-forwarder"
+
+// cmdForwarder runs the forwarder binary in kube-exec's place, with the
+// same arguments: `kube-exec forwarder --config FILE` is
+// `postern-kube-forwarder --config FILE`.
+func cmdForwarder(args []string) error {
+	path, err := findForwarder()
 	if err != nil {
-		return err
+		return climsg.WithHint(err, "install the postern-kube-forwarder package, or put "+forwarderBinary+" next to kube-exec or on PATH")
 	}
-	if *cfgPath == "" {
-		return climsg.WithHint(errors.New("no configuration file given"), "kube-exec forwarder --config /etc/postern/kube-forwarder.toml")
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if err := cfg.CheckForwarder(); err != nil {
-		return err
-	}
-	f := cfg.Kube.Forwarder
-	if f.AuditLog != "-" {
-		if err := os.MkdirAll(f.DataDir, 0o700); err != nil {
-			return fmt.Errorf("create data dir: %w", err)
+	err = syscall.Exec(path, append([]string{forwarderBinary}, args...), os.Environ())
+	return fmt.Errorf("run %s: %w", path, err)
+}
+
+// findForwarder looks next to kube-exec's own binary first (a release
+// archive, bin/ of a build), then on PATH.
+func findForwarder() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(self); err == nil {
+			self = real
+		}
+		p := filepath.Join(filepath.Dir(self), forwarderBinary)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
 		}
 	}
-	aw, err := auditlog.Open(ctx, cfg, auditlog.Part{Writer: "kube-forwarder", WriterID: f.ID, Path: f.AuditLog, DataDir: f.DataDir, Serve: true},
-		auditlog.Options{Logger: log})
+	p, err := exec.LookPath(forwarderBinary)
 	if err != nil {
-		return err
+		return "", errors.New("the forwarder is the separate binary " + forwarderBinary + ", and it is neither next to kube-exec nor on PATH")
 	}
-	defer aw.Close()
-	ictx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	// SIGHUP (systemctl reload, a terminal closing) would otherwise end the
-	// process as if cleanly, and Restart=on-failure would not bring it back.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				log.Warn("SIGHUP: the forwarder has nothing to reload; restart it to apply a changed configuration")
-			case <-ictx.Done():
-				return
-			}
-		}
-	}()
-	return forwarder.Run(ictx, cfg, forwarder.Options{Logger: log, Audit: aw})
+	return p, nil
 }

@@ -1,7 +1,7 @@
 // Command kube-exec carries kubectl (or any Kubernetes client) to a
 // cluster through the postern bastion, as the person logged in with
-// postern; `kube-exec forwarder` is the in-VPC end that dials out to the
-// bastions and talks to the API server.
+// postern. `kube-exec forwarder` runs postern-kube-forwarder, the in-VPC
+// end that dials out to the bastions and talks to the API server.
 package main
 
 import (
@@ -24,8 +24,8 @@ the postern bastion, as you: no Kubernetes credentials on your machine.
 Usage:
   kube-exec [--cluster NAME] -- COMMAND [ARGS...]   e.g. kube-exec --cluster prod -- kubectl get pods
   kube-exec proxy --cluster NAME [--listen ADDR]    a long-running local endpoint (see postern kube config)
-  kube-exec forwarder --config FILE                 the in-VPC forwarder ([kube.forwarder]),
-      [--log-level LEVEL] [--log-format text|json]  logging at info, as text, by default
+  kube-exec forwarder --config FILE                 the in-VPC forwarder: runs postern-kube-forwarder
+                                                    (postern-kube-forwarder --help)
   kube-exec --version
 
 Client flags (kube-exec and kube-exec proxy):
@@ -62,7 +62,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "forwarder":
-			return cmdForwarder(ctx, args[1:], stdout, stderr)
+			return cmdForwarder(args[1:])
 		case "proxy":
 			return cmdProxy(ctx, args[1:], stdout, stderr)
 		case "--version", "-version", "version":

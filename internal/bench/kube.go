@@ -90,6 +90,7 @@ type kubeStack struct {
 	bins    kubetest.Binaries
 	cluster *kubetest.Cluster
 	kubeExe string // kube-exec
+	fwdExe  string // postern-kube-forwarder
 	home    string // HOME of every command (kubectl's discovery cache)
 	env     []string
 	direct  string // kubeconfigs
@@ -108,10 +109,13 @@ func (s *Stack) runKube(ctx context.Context, cfg Config) (*KubeResult, error) {
 		s.log("kube: no Kubernetes binaries (%v): skipped; make kube-bins builds them", err)
 		return &KubeResult{Skipped: fmt.Sprintf("no Kubernetes binaries (%v); `make kube-bins` builds them (10–15 minutes the first time)", err)}, nil
 	}
-	k := &kubeStack{s: s, dir: filepath.Join(s.Dir, "kube"), bins: bins, kubeExe: filepath.Join(s.Bin, "kube-exec")}
+	k := &kubeStack{s: s, dir: filepath.Join(s.Dir, "kube"), bins: bins, kubeExe: filepath.Join(s.Bin, "kube-exec"),
+		fwdExe: filepath.Join(s.Bin, "postern-kube-forwarder")}
 	s.kubeExecB = cfg.KubeExecB
-	if _, err := os.Stat(k.kubeExe); err != nil {
-		return nil, fmt.Errorf("find kube-exec: %w (run make build)", err)
+	for _, b := range []string{k.kubeExe, k.fwdExe} {
+		if _, err := os.Stat(b); err != nil {
+			return nil, fmt.Errorf("find %s: %w (run make build)", filepath.Base(b), err)
+		}
 	}
 	defer k.close()
 	if err := k.start(ctx, cfg); err != nil {
@@ -179,7 +183,7 @@ data_dir = %q
 `, KubeCluster, fwdKC, s.BastionAddr, fdir)), 0o600); err != nil {
 		return err
 	}
-	fwd, err := k.startProc("kube-forwarder", nil, k.kubeExe, "forwarder", "--config", fcfg)
+	fwd, err := k.startProc("kube-forwarder", nil, k.fwdExe, "--config", fcfg)
 	if err != nil {
 		return err
 	}
@@ -584,7 +588,7 @@ func (r *Report) kubeMarkdown(p func(string, ...any)) {
 		p("Not measured: %s.\n\n", k.Skipped)
 		return
 	}
-	p("A real etcd and kube-apiserver (internal/kubetest, Kubernetes %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`kube-exec forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
+	p("A real etcd and kube-apiserver (internal/kubetest, Kubernetes %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`postern-kube-forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
 	if k.command(KubeExecB) != nil {
 		p(" **kube-exec (B)** is `kube-exec -- kubectl` with another kube-exec build (`-kube-exec-b`, see the command above), for a before/after comparison in one run.")
 	}

@@ -48,6 +48,7 @@ type haEnv struct {
 	lbPort               int
 	kube                 *kubetest.Cluster
 	kubectl, kubeExecBin string
+	fwdBin               string // postern-kube-forwarder
 	fwdLog               string
 	postern              string
 }
@@ -105,6 +106,7 @@ func startHAEnv(t *testing.T) *haEnv {
 	e.kubectl = kubetest.KubectlPath(t)
 	e.kube.Apply(t, kubetest.TeamRBAC)
 	e.kubeExecBin = testenv.GoBuild(t, "./kube-exec")
+	e.fwdBin = testenv.GoBuild(t, "./kube-exec/cmd/postern-kube-forwarder")
 	e.postern = testenv.GoBuild(t, "./agent-helper")
 
 	creds := filepath.Join(e.dir, "aws-credentials")
@@ -232,7 +234,7 @@ min_backoff = "100ms"
 max_backoff = "1s"
 %s`, haCluster, e.kube.UserKubeconfig(t, "postern-forwarder", nil), e.bastions[0].addr, e.bastions[1].addr, fdir,
 		filepath.Join(e.dir, "host_ca.pub"), e.fwdLog, storageAudit))
-	fwd := startKProcEnv(t, t, "kube-exec forwarder", nil, "tunnel up: registered", e.kubeExecBin, "forwarder", "--config", fwdCfg, "--log-level", "debug")
+	fwd := startKProcEnv(t, t, "postern-kube-forwarder", nil, "tunnel up: registered", e.fwdBin, "--config", fwdCfg, "--log-level", "debug")
 	waitFor(t, func() bool { return strings.Count(fwd.logs.String(), "tunnel up: registered") >= 2 })
 	return e
 }

@@ -50,6 +50,7 @@ type kubeSide struct {
 	kube          *kubetest.Cluster
 	kubectl       string
 	kubeExecBin   string
+	fwdBin        string // postern-kube-forwarder
 	fwdKubeconfig string // the forwarder's own credential: impersonation only
 	fwdCfg        string
 	fwdLog        string // audit
@@ -96,6 +97,7 @@ func startKubeSide(t testing.TB, dir string) *kubeSide {
 	k.kube.Apply(t, kubetest.TeamRBAC)
 	k.fwdKubeconfig = k.kube.UserKubeconfig(t, "postern-forwarder", nil)
 	k.kubeExecBin = testenv.GoBuild(t, "./kube-exec")
+	k.fwdBin = testenv.GoBuild(t, "./kube-exec/cmd/postern-kube-forwarder")
 	return k
 }
 
@@ -152,7 +154,10 @@ metrics_listen = %q
 
 func (k *kubeSide) startForwarder(t testing.TB) {
 	t.Helper()
-	k.fwd = startKProcEnv(t, k.top, "kube-exec forwarder", nil, "tunnel up: registered", k.kubeExecBin, "forwarder", "--config", k.fwdCfg, "--log-level", "debug")
+	// As `kube-exec forwarder`, which runs postern-kube-forwarder found
+	// on PATH (the HA test runs the binary itself, as the unit does).
+	env := append(os.Environ(), "PATH="+filepath.Dir(k.fwdBin)+string(filepath.ListSeparator)+os.Getenv("PATH"))
+	k.fwd = startKProcEnv(t, k.top, "kube-exec forwarder", env, "tunnel up: registered", k.kubeExecBin, "forwarder", "--config", k.fwdCfg, "--log-level", "debug")
 }
 
 // command is `kube-exec --cluster e2e -- kubectl args...` with env (a

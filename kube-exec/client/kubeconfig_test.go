@@ -3,6 +3,7 @@ package client
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -77,4 +78,81 @@ func TestCachedLoopbackTLS(t *testing.T) {
 	if _, pem4, _ := CachedLoopbackTLS(path); string(pem4) != string(pem3) {
 		t.Error("the replacement was not kept")
 	}
+}
+
+// CurrentNamespace reads the person's kubeconfig files as client-go
+// (kubectl) does: the same namespace for every way of setting it.
+func TestCurrentNamespaceAsClientGo(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const ctxs = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts:
+- name: dev
+  context: {cluster: c, user: u, namespace: team-a}
+- name: plain
+  context: {cluster: c, user: u}
+- name: dflt
+  context: {cluster: c, user: u, namespace: default}
+`
+	full := write("full", ctxs+"current-context: dev\n")
+	plain := write("plain", ctxs+"current-context: plain\n")
+	dflt := write("dflt", ctxs+"current-context: dflt\n")
+	noCurrent := write("nocurrent", ctxs)
+	// A second file that redefines dev: the first definition wins.
+	redefine := write("redefine", `contexts:
+- name: dev
+  context: {cluster: c, user: u, namespace: other}
+current-context: dev
+`)
+	onlyCurrent := write("onlycurrent", "current-context: dev\n")
+	json := write("json", `{"apiVersion":"v1","kind":"Config","clusters":[{"name":"c","cluster":{"server":"https://127.0.0.1:6443"}}],"users":[{"name":"u","user":{"token":"t"}}],"contexts":[{"name":"j","context":{"cluster":"c","user":"u","namespace":"jns"}}],"current-context":"j"}`)
+	missing := filepath.Join(dir, "missing")
+	list := func(p ...string) string { return strings.Join(p, string(filepath.ListSeparator)) }
+	for _, env := range []string{
+		full, plain, dflt, noCurrent, json, missing,
+		list(full, redefine), list(redefine, full), list(onlyCurrent, full), list(noCurrent, onlyCurrent),
+		list(missing, full), list(plain, full), list("", full),
+	} {
+		want := clientGoNamespace(env)
+		if got := CurrentNamespace(env); got != want {
+			t.Errorf("KUBECONFIG=%s: %q, client-go says %q", strings.ReplaceAll(env, dir+"/", ""), got, want)
+		}
+	}
+	// The cases above are not all "": the comparison has teeth.
+	if CurrentNamespace(full) != "team-a" || CurrentNamespace(list(redefine, full)) != "other" {
+		t.Error("namespaces not read")
+	}
+	// Without KUBECONFIG: ~/.kube/config.
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), []byte(ctxs+"current-context: dev\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := CurrentNamespace(""); got != "team-a" {
+		t.Errorf("~/.kube/config: %q, want team-a", got)
+	}
+}
+
+// clientGoNamespace is what client-go's loading rules make of env, as
+// kube-exec computed it before it read the files itself.
+func clientGoNamespace(env string) string {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.Precedence = filepath.SplitList(env)
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil || ns == "default" {
+		return ""
+	}
+	return ns
 }

@@ -68,9 +68,9 @@ host key and certificate, user CA public key, spool and audit log
 session recordings when no S3 bucket is configured
 `
 
-const kubeExecFiles = `.TP
+const forwarderFiles = `.TP
 .I /etc/postern/kube-forwarder.toml
-the configuration of kube\-exec forwarder under systemd (package postern\-kube\-forwarder)
+the configuration of postern\-kube\-forwarder under systemd
 .TP
 .I /var/lib/postern/kube-forwarder
 the forwarder's host key and certificate, the host CA public key, its audit log
@@ -126,7 +126,7 @@ ssh, scp, sftp and rsync reach the nodes through the postern bastion.`,
 			{name: "postern", pkg: "./agent-helper", manSection: 1,
 				commands: []string{"login", "status", "logout", "config"}},
 			{name: "kube-exec", pkg: "./kube-exec", manSection: 1,
-				commands: []string{"proxy", "forwarder"}, files: kubeExecFiles},
+				commands: []string{"proxy"}},
 		},
 		recommends: map[string][]string{
 			"deb": {"openssh-client"},
@@ -134,17 +134,20 @@ ssh, scp, sftp and rsync reach the nodes through the postern bastion.`,
 		},
 	},
 	{
-		// The forwarder's binary is kube-exec, in the client package; this
-		// package makes a host run it as a service. It shares the postern
-		// user and the preinstall that creates it with postern-server, so
-		// both may be installed on one host, in either order.
+		// The forwarder: its own binary (kube-exec forwarder runs it where
+		// both are installed) and the service. It shares the postern user
+		// and the preinstall that creates it with postern-server, so both
+		// may be installed on one host, in either order.
 		name:    "postern-kube-forwarder",
 		summary: "postern access plane: the kube forwarder service",
-		description: `postern-kube-forwarder runs kube-exec forwarder as a systemd service:
+		description: `postern-kube-forwarder runs the kube forwarder as a systemd service:
 inside a Kubernetes cluster's network it dials out to the postern
 bastions and carries people's kubectl requests to the API server, as
 them (impersonation), writing one audit event per request.
 The service is installed but neither enabled nor started.`,
+		binaries: []binary{
+			{name: "postern-kube-forwarder", pkg: "./kube-exec/cmd/postern-kube-forwarder", manSection: 8, files: forwarderFiles},
+		},
 		files: []file{
 			{src: "files/kube-forwarder.toml", dst: "/etc/postern/kube-forwarder.toml", mode: 0o640, owner: "root", group: "postern", kind: "config|noreplace"},
 			{src: "systemd/postern-kube-forwarder.service", dst: "/usr/lib/systemd/system/postern-kube-forwarder.service", mode: 0o644, owner: "root", group: "root"},
@@ -156,7 +159,6 @@ The service is installed but neither enabled nor started.`,
 			{path: "/var/lib/postern", mode: 0o750, owner: "postern", group: "postern"},
 			{path: "/var/lib/postern/kube-forwarder", mode: 0o700, owner: "postern", group: "postern"},
 		},
-		sameVersion: []string{"postern"},
 		scripts: &scriptSet{
 			preinstall: "scripts/preinstall.sh", postinstall: "scripts/kube-forwarder/postinstall.sh",
 			preremove: "scripts/kube-forwarder/preremove.sh", postremove: "scripts/kube-forwarder/postremove.sh",

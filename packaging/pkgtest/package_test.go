@@ -56,10 +56,12 @@ var clientFiles = map[string]entry{
 	"/usr/share/man/man1/kube-exec.1.gz": {"-rw-r--r--", "root", "root"},
 }
 
-// forwarderFiles is postern-kube-forwarder: the unit, its configuration
-// and data directory; its binary, kube-exec, is the client package's.
-// /etc/postern and /var/lib/postern are exactly as in postern-server.
+// forwarderFiles is postern-kube-forwarder: its binary, the unit, its
+// configuration and data directory. /etc/postern and /var/lib/postern are
+// exactly as in postern-server.
 var forwarderFiles = map[string]entry{
+	"/usr/bin/postern-kube-forwarder":                 {"-rwxr-xr-x", "root", "root"},
+	"/usr/share/man/man8/postern-kube-forwarder.8.gz": {"-rw-r--r--", "root", "root"},
 	"/etc/postern":                     {"drwxr-x---", "root", "postern"},
 	"/etc/postern/kube-forwarder.toml": {"-rw-r-----", "root", "postern"},
 	"/usr/lib/systemd/system/postern-kube-forwarder.service": {"-rw-r--r--", "root", "root"},
@@ -107,7 +109,6 @@ var (
 			"preinst": "scripts/preinstall.sh", "postinst": "scripts/kube-forwarder/postinstall.sh",
 			"prerm": "scripts/kube-forwarder/preremove.sh", "postrm": "scripts/kube-forwarder/postremove.sh",
 		},
-		depends: "postern (= " + pkgVersion + ")", requires: "postern = " + pkgVersion,
 	}
 	allPkgs = []pkgWant{serverPkg, clientPkg, forwarderPkg}
 )
@@ -292,7 +293,7 @@ func TestPackages(t *testing.T) {
 		for name, want := range map[string]unitWant{
 			"postern-signer.service":  {exec: "/usr/bin/postern-signer", config: "/etc/postern/postern.toml", rw: []string{cfg.Signer.DataDir}},
 			"postern-bastion.service": {exec: "/usr/bin/postern-bastion", config: "/etc/postern/postern.toml", rw: []string{cfg.Bastion.DataDir, cfg.Storage.LocalDir}, hidden: []string{cfg.Signer.DataDir}},
-			"postern-kube-forwarder.service": {exec: "/usr/bin/kube-exec forwarder", config: "/etc/postern/kube-forwarder.toml", rw: []string{f.DataDir},
+			"postern-kube-forwarder.service": {exec: "/usr/bin/postern-kube-forwarder", config: "/etc/postern/kube-forwarder.toml", rw: []string{f.DataDir},
 				hidden: []string{cfg.Signer.DataDir, cfg.Bastion.DataDir, cfg.Storage.LocalDir}},
 		} {
 			checkUnit(t, filepath.Join(root, "packaging", "systemd", name), want)
@@ -410,16 +411,23 @@ func TestPackages(t *testing.T) {
 			if out := mustRun(t, "", nil, kubeExec, "--version"); strings.TrimSpace(out) != "kube-exec "+testVersion {
 				t.Errorf("kube-exec --version = %q", out)
 			}
+			fwd := filepath.Join(dest, "usr/bin/postern-kube-forwarder")
+			if out := mustRun(t, "", nil, fwd, "--version"); strings.TrimSpace(out) != "postern-kube-forwarder "+testVersion {
+				t.Errorf("postern-kube-forwarder --version = %q", out)
+			}
 			// The forwarder's man page documents what its unit runs.
-			if page := gunzip(t, filepath.Join(dest, "usr/share/man/man1/kube-exec.1.gz")); !strings.Contains(page, ".SS kube\\-exec forwarder") ||
+			if page := gunzip(t, filepath.Join(dest, "usr/share/man/man8/postern-kube-forwarder.8.gz")); !strings.Contains(page, ".TH POSTERN\\-KUBE\\-FORWARDER 8") ||
 				!strings.Contains(page, "\\-log\\-format") || !strings.Contains(page, "/etc/postern/kube-forwarder.toml") {
-				t.Errorf("kube-exec.1: no forwarder section, --log-format or kube-forwarder.toml:\n%s", page)
+				t.Errorf("postern-kube-forwarder.8: no --log-format or kube-forwarder.toml:\n%s", page)
 			}
 			// The shipped forwarder configuration loads and wants only
-			// what its CHANGE lines say.
-			out, err := run("", nil, kubeExec, "forwarder", "--config", filepath.Join(dest, "etc/postern/kube-forwarder.toml"))
-			if err == nil || !strings.Contains(out, "kube.forwarder.cluster: required to run a forwarder") {
-				t.Errorf("kube-exec forwarder with the shipped config (%v): %s", err, out)
+			// what its CHANGE lines say; kube-exec forwarder runs the
+			// forwarder installed next to it.
+			for _, argv := range [][]string{{fwd}, {kubeExec, "forwarder"}} {
+				out, err := run("", nil, argv[0], append(argv[1:], "--config", filepath.Join(dest, "etc/postern/kube-forwarder.toml"))...)
+				if err == nil || !strings.Contains(out, "kube.forwarder.cluster: required to run a forwarder") {
+					t.Errorf("%s with the shipped config (%v): %s", strings.Join(argv, " "), err, out)
+				}
 			}
 		})
 
