@@ -89,7 +89,7 @@ func (s *Server) newConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 			c.Close()
 		}
 	})
-	return &trackedConn{Conn: c, st: st}
+	return &trackedConn{Conn: withQuickAck(c), st: st}
 }
 
 // trackedConn reports the end of the connection.

@@ -177,12 +177,14 @@ func (s *Server) splice(ctx context.Context, ch ssh.Channel, tcp *net.TCPConn) (
 	go func() {
 		defer close(toNode)
 		n, err := copyBuffered(tcp, ch)
-		tcp.CloseWrite()
+		// Noted before the half-close: the node cannot answer the EOF
+		// (and end its direction) before this direction is on record.
 		finish(result{n: n, err: err, toNode: true})
+		tcp.CloseWrite()
 	}()
-	n, err := copyBuffered(ch, tcp)
-	ch.CloseWrite()
+	n, err := copyBuffered(ch, withQuickAck(tcp))
 	finish(result{n: n, err: err})
+	ch.CloseWrite()
 	<-toNode
 	tcp.Close()
 	ch.Close()

@@ -294,7 +294,7 @@ func (s *Server) recordHop(ctx context.Context, st *connState, p *principal, dec
 		}
 		return false
 	}}
-	ncc, nchans, nreqs, err := ssh.NewClientConn(tcp, net.JoinHostPort(host, strconv.Itoa(int(dec.Target.Port))), &ssh.ClientConfig{
+	ncc, nchans, nreqs, err := ssh.NewClientConn(withQuickAck(tcp), net.JoinHostPort(host, strconv.Itoa(int(dec.Target.Port))), &ssh.ClientConfig{
 		User: login, Auth: []ssh.AuthMethod{ssh.PublicKeys(certSigner)},
 		HostKeyCallback: checker.CheckHostKey, Timeout: s.cfg.HandshakeTimeout.Duration,
 	})

@@ -122,6 +122,9 @@ func (c *Conn) Handshake() error {
 	return c.err
 }
 
+// NetConn returns the connection from the load balancer.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Header returns the header read, nil before a successful Handshake.
 func (c *Conn) Header() *Header {
 	if c.Handshake() != nil {
