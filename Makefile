@@ -31,11 +31,11 @@ help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build every binary into bin/
+build: ## build every binary into bin/ (static, CGO_ENABLED=0, as the packages ship them)
 	@mkdir -p bin
 	@set -e; for b in $(BINARIES); do \
 		name=$${b%%:*}; pkg=$${b#*:}; \
-		if [ -d "$$pkg" ]; then echo "go build $$pkg -> bin/$$name"; $(GO) build $(GOFLAGS_B) -o bin/$$name $$pkg; fi; \
+		if [ -d "$$pkg" ]; then echo "go build $$pkg -> bin/$$name"; CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -o bin/$$name $$pkg; fi; \
 	done
 
 .PHONY: prereqs
@@ -92,8 +92,8 @@ bench: prereqs build ## benchmarks against stock OpenSSH and direct kubectl (roo
 	@mkdir -p .cache/bench-bin
 	$(GO) build -trimpath -o .cache/bench-bin/postern-bench ./internal/bench/cmd/postern-bench
 	@# unstripped builds of the same source, so that perf can name functions
-	$(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-bastion ./bastion
-	$(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-signer ./signer
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-bastion ./bastion
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-X github.com/postern-dev/postern/internal/version.Version=$(VERSION)' -o .cache/bench-bin/postern-signer ./signer
 	.cache/bench-bin/postern-bench -bin bin -bastion-bin .cache/bench-bin/postern-bastion -signer-bin .cache/bench-bin/postern-signer $(BENCH_FLAGS)
 
 .PHONY: package

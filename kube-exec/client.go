@@ -218,7 +218,9 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	local := &client.Local{Token: token, Dial: conn.dialer(b, f.cluster), Logger: f.logger(stderr)}
 	sctx, stopServe := context.WithCancel(context.Background())
 	served := make(chan struct{})
-	go func() { _ = client.Serve(sctx, ln, cert, local.Handler()); close(served) }()
+	// Stopped once the command has exited: its connections are gone, and
+	// waiting for them to be noticed as closed would delay kube-exec's exit.
+	go func() { _ = client.Serve(sctx, ln, cert, local.Handler(), 0); close(served) }()
 	defer func() { stopServe(); <-served }()
 
 	go func() {
@@ -311,7 +313,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	local := &client.Local{Token: token, Dial: dial, Logger: f.logger(stderr)}
 	ictx, stop := signal.NotifyContext(sctx, os.Interrupt)
 	defer stop()
-	err = client.Serve(ictx, ln, cert, local.Handler())
+	err = client.Serve(ictx, ln, cert, local.Handler(), 2*time.Second)
 	if rerr := b.Revoked(); rerr != nil {
 		return revokedError(rerr)
 	}

@@ -20,8 +20,9 @@ import (
 )
 
 // Serve runs the loopback endpoint on ln with TLS certificate cert until
-// ctx is done.
-func Serve(ctx context.Context, ln net.Listener, cert tls.Certificate, h http.Handler) error {
+// ctx is done, then lets requests in flight finish for up to grace (0: it
+// closes every connection at once).
+func Serve(ctx context.Context, ln net.Listener, cert tls.Certificate, h http.Handler, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -34,7 +35,11 @@ func Serve(ctx context.Context, ln net.Listener, cert tls.Certificate, h http.Ha
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if grace <= 0 {
+		srv.Close()
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
