@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 type clientFlags struct {
 	cluster, bastion, knownHosts string
 	verbose                      bool
+	reuse                        bool // kube-exec --: use a running kube-exec proxy
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
@@ -32,6 +34,23 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bastion, "bastion", os.Getenv("POSTERN_BASTION"), "bastion `HOST:PORT`")
 	fs.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts `FILE` (default ~/.postern/known_hosts)")
 	fs.BoolVar(&f.verbose, "v", false, "log each failed request to stderr")
+}
+
+// reuseDefault is --reuse's default: on, unless POSTERN_KUBE_REUSE says no.
+func reuseDefault() bool {
+	switch strings.ToLower(os.Getenv("POSTERN_KUBE_REUSE")) {
+	case "0", "no", "false", "off":
+		return false
+	}
+	return true
+}
+
+// checkCluster checks that a valid cluster name was given.
+func (f *clientFlags) checkCluster() error {
+	if f.cluster == "" {
+		return climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
+	}
+	return kubeproto.ValidCluster(f.cluster)
 }
 
 func posternHome() string {
@@ -50,10 +69,7 @@ func posternHome() string {
 // connection, not yet dialled. onRevoked is called when the bastion says
 // the person's access was revoked (client.Bastion.OnRevoked).
 func (f *clientFlags) prepare(onRevoked func()) (*client.Bastion, error) {
-	if f.cluster == "" {
-		return nil, climsg.WithHint(errors.New("no cluster given"), "kube-exec --cluster NAME -- kubectl ... (or set POSTERN_KUBE_CLUSTER)")
-	}
-	if err := kubeproto.ValidCluster(f.cluster); err != nil {
+	if err := f.checkCluster(); err != nil {
 		return nil, err
 	}
 	if f.knownHosts == "" {
@@ -184,12 +200,27 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	var f clientFlags
 	f.register(fs)
+	fs.BoolVar(&f.reuse, "reuse", reuseDefault(), "send the command's requests through a running kube-exec proxy for the cluster, if there is one (default true unless $POSTERN_KUBE_REUSE=no)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cmdArgs := fs.Args()
 	if len(cmdArgs) == 0 {
 		return climsg.WithHint(errors.New("no command given"), "kube-exec --cluster NAME -- kubectl get pods")
+	}
+	if err := f.checkCluster(); err != nil {
+		return err
+	}
+	if f.reuse {
+		if st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion); ok {
+			if token, caPEM, err := client.ProxyCredentials(posternHome()); err == nil {
+				if f.verbose {
+					fmt.Fprintf(stderr, "kube-exec: using the kube-exec proxy at %s (pid %d, bastion %s)\n", st.Addr, st.PID, st.Bastion)
+				}
+				code, err := runCommand(ctx, f.cluster, cmdArgs, "https://"+st.Addr, caPEM, token, stdout, stderr)
+				return commandResult(code, err)
+			}
+		}
 	}
 	// A revocation, or a connection that cannot be made, ends the command
 	// (kubectl's watch included) at once; kube-exec says why.
@@ -233,15 +264,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}()
 
-	// Ctrl-C goes to the whole foreground process group: let the child
-	// decide, and keep serving until it exits. Caught, not ignored: an
-	// ignored signal stays ignored in the child across exec.
-	sigint := make(chan os.Signal, 1)
-	signal.Notify(sigint, os.Interrupt)
-	defer signal.Stop(sigint)
-	code, err := client.RunCommand(rctx, client.Command{
-		Args: cmdArgs, Env: os.Environ(), Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
-	}, f.cluster, "https://"+ln.Addr().String(), caPEM, token, client.CurrentNamespace(os.Getenv("KUBECONFIG")))
+	code, err := runCommand(rctx, f.cluster, cmdArgs, "https://"+ln.Addr().String(), caPEM, token, stdout, stderr)
 	if rerr := b.Revoked(); rerr != nil {
 		return revokedError(rerr)
 	}
@@ -252,6 +275,25 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	default:
 	}
+	return commandResult(code, err)
+}
+
+// runCommand runs the command against the endpoint at server (TLS
+// certificate caPEM, bearer token) and returns its exit status.
+func runCommand(ctx context.Context, cluster string, args []string, server string, caPEM []byte, token string, stdout, stderr io.Writer) (int, error) {
+	// Ctrl-C goes to the whole foreground process group: let the child
+	// decide, and keep serving until it exits. Caught, not ignored: an
+	// ignored signal stays ignored in the child across exec.
+	sigint := make(chan os.Signal, 1)
+	signal.Notify(sigint, os.Interrupt)
+	defer signal.Stop(sigint)
+	return client.RunCommand(ctx, client.Command{
+		Args: args, Env: os.Environ(), Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
+	}, cluster, server, caPEM, token, client.CurrentNamespace(os.Getenv("KUBECONFIG")))
+}
+
+// commandResult is kube-exec's result for the command's exit status.
+func commandResult(code int, err error) error {
 	if err != nil {
 		return err
 	}
@@ -306,6 +348,13 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen: %w", err)
 	}
 	server := "https://" + ln.Addr().String()
+	// kube-exec -- CMD for this cluster sends its requests through this
+	// proxy while it runs (--reuse).
+	unpublish, err := client.PublishProxy(posternHome(), client.ProxyState{Cluster: f.cluster, Bastion: f.bastion, Addr: ln.Addr().String(), PID: os.Getpid()})
+	if err != nil {
+		return fmt.Errorf("publish the proxy for kube-exec: %w", err)
+	}
+	defer unpublish()
 	fmt.Fprintf(stdout, "kube-exec: serving cluster %s at %s (token in %s, certificate %s)\n", f.cluster, server,
 		filepath.Join(posternHome(), client.ProxyTokenFile), filepath.Join(posternHome(), client.ProxyCertFile))
 	fmt.Fprintf(stdout, "kube-exec: hint: postern kube config --cluster %s --server %s  then  kubectl --context %s get pods\n",

@@ -32,6 +32,12 @@ Client flags (kube-exec and kube-exec proxy):
   --cluster NAME       the cluster (default $POSTERN_KUBE_CLUSTER)
   --bastion HOST:PORT  the bastion (default $POSTERN_BASTION, else the one the signer publishes)
   --known-hosts FILE   known_hosts certifying the bastion (default ~/.postern/known_hosts)
+  -v                   log each failed request to stderr
+
+kube-exec -- COMMAND sends the command's requests through a kube-exec proxy
+that you run for the same cluster (and bastion, when --bastion is given),
+if there is one: no SSH connection of its own, so each command starts
+sooner. --reuse=false (or POSTERN_KUBE_REUSE=no) makes its own connection.
 
 Log in first with postern login; postern config writes the known_hosts file.
 Documentation: docs/kubernetes.md in the source tree.

@@ -40,6 +40,9 @@ const (
 	KubeExec     = "kube-exec"        // kube-exec -- kubectl
 	KubeProxy    = "kube-exec proxy"  // kubectl against a running kube-exec proxy
 	KubeExecTrue = "kube-exec (true)" // kube-exec -- true: kube-exec's own cost
+	// KubeExecReuse is kube-exec -- kubectl while a kube-exec proxy for
+	// the cluster runs: kube-exec sends the requests through it.
+	KubeExecReuse = "kube-exec, proxy running"
 	// KubeExecB is kube-exec -- kubectl with another kube-exec build
 	// (-kube-exec-b), for A/B comparisons of kube-exec changes.
 	KubeExecB = "kube-exec (B)"
@@ -213,6 +216,9 @@ data_dir = %q
 	k.env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + k.home, "POSTERN_HOME=" + filepath.Join(k.home, ".postern"),
 		"SSH_AUTH_SOCK=" + sock, "LANG=C",
+		// kube-exec's own connection even though a proxy runs, except on
+		// the KubeExecReuse path (--reuse).
+		"POSTERN_KUBE_REUSE=no",
 	}
 
 	// A long-running kube-exec proxy, and a kubeconfig pointing at it as
@@ -285,13 +291,15 @@ func (k *kubeStack) commands(ctx context.Context, n int) ([]KubeSample, error) {
 		{Path: KubeDirect, Command: "kubectl --kubeconfig DIRECT get pods -n " + kubeNamespace},
 		{Path: KubeExec, Command: "kube-exec --cluster " + KubeCluster + " --bastion B --known-hosts K -- kubectl get pods -n " + kubeNamespace},
 		{Path: KubeProxy, Command: "kubectl --kubeconfig PROXY get pods -n " + kubeNamespace},
+		{Path: KubeExecReuse, Command: "kube-exec --cluster " + KubeCluster + " --bastion B --known-hosts K --reuse -- kubectl get pods -n " + kubeNamespace},
 		{Path: KubeExecTrue, Command: "kube-exec --cluster " + KubeCluster + " --bastion B --known-hosts K -- true"},
 	}
 	argv := map[string][]string{
-		KubeDirect:   append([]string{kubectl, "--kubeconfig", k.direct}, get[1:]...),
-		KubeExec:     append(append(append([]string{k.kubeExe}, k.clientFlags()...), "--"), get...),
-		KubeProxy:    append([]string{kubectl, "--kubeconfig", k.proxyKC}, get[1:]...),
-		KubeExecTrue: append(append(append([]string{k.kubeExe}, k.clientFlags()...), "--"), "true"),
+		KubeDirect:    append([]string{kubectl, "--kubeconfig", k.direct}, get[1:]...),
+		KubeExec:      append(append(append([]string{k.kubeExe}, k.clientFlags()...), "--"), get...),
+		KubeProxy:     append([]string{kubectl, "--kubeconfig", k.proxyKC}, get[1:]...),
+		KubeExecReuse: append(append(append([]string{k.kubeExe}, k.clientFlags()...), "--reuse", "--"), get...),
+		KubeExecTrue:  append(append(append([]string{k.kubeExe}, k.clientFlags()...), "--"), "true"),
 	}
 	if b := k.s.kubeExecB; b != "" {
 		paths = append(paths, KubeSample{Path: KubeExecB, Command: b + " --cluster " + KubeCluster + " --bastion B --known-hosts K -- kubectl get pods -n " + kubeNamespace})
@@ -553,7 +561,7 @@ func (r *Report) kubeTargets() []Target {
 	}
 	var ts []Target
 	d := k.command(KubeDirect)
-	for _, path := range []string{KubeExec, KubeProxy} {
+	for _, path := range []string{KubeExec, KubeProxy, KubeExecReuse} {
 		x := k.command(path)
 		if d == nil || x == nil || d.Ms.N == 0 || x.Ms.N == 0 {
 			continue
@@ -588,7 +596,7 @@ func (r *Report) kubeMarkdown(p func(string, ...any)) {
 		p("Not measured: %s.\n\n", k.Skipped)
 		return
 	}
-	p("A real etcd and kube-apiserver (internal/kubetest, Kubernetes %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`postern-kube-forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
+	p("A real etcd and kube-apiserver (internal/kubetest, Kubernetes %s) with RBAC: %d pods in namespace `%s`, where the person's group `%s` may list them; the forwarder (`postern-kube-forwarder`, a credential that may only impersonate) dialled out to the bastion of the stack above; the person's key and certificate in an OpenSSH `ssh-agent`. **direct** is kubectl with the person's own client certificate (same user and groups, straight to the API server); **kube-exec** is `kube-exec -- kubectl` (SSH to the bastion with the agent, a loopback endpoint, the bastion, the forwarder, impersonation); **kube-exec proxy** is kubectl against a running `kube-exec proxy` (its SSH connection already up); **kube-exec, proxy running** is `kube-exec --reuse -- kubectl` while that proxy runs: kube-exec sends the requests through it instead of connecting (the other kube-exec paths run with `POSTERN_KUBE_REUSE=no`); **kube-exec (true)** is `kube-exec -- true`, kube-exec's own start and exit with a command that makes no request. Every path has a warm kubectl discovery cache (two warm-up rounds).", k.Kubectl, k.Pods, kubeNamespace, kubeGroup)
 	if k.command(KubeExecB) != nil {
 		p(" **kube-exec (B)** is `kube-exec -- kubectl` with another kube-exec build (`-kube-exec-b`, see the command above), for a before/after comparison in one run.")
 	}

@@ -161,9 +161,15 @@ func (k *kubeSide) startForwarder(t testing.TB) {
 }
 
 // command is `kube-exec --cluster e2e -- kubectl args...` with env (a
-// person's: see kubeUser.env).
+// person's: see kubeUser.env), with kube-exec's own SSH connection even
+// while a kube-exec proxy runs (--reuse=false; TestKube's "kube-exec uses
+// a running proxy" tests reuse).
 func (k *kubeSide) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
-	full := append([]string{"--cluster", kubeCluster, "--bastion", k.bastionAddr, "--known-hosts", k.knownHosts, "--", k.kubectl}, args...)
+	return k.commandReuse(ctx, env, false, args...)
+}
+
+func (k *kubeSide) commandReuse(ctx context.Context, env []string, reuse bool, args ...string) *exec.Cmd {
+	full := append([]string{"--cluster", kubeCluster, "--bastion", k.bastionAddr, "--known-hosts", k.knownHosts, fmt.Sprintf("--reuse=%v", reuse), "--", k.kubectl}, args...)
 	cmd := exec.CommandContext(ctx, k.kubeExecBin, full...)
 	cmd.Env = env
 	return cmd
@@ -279,9 +285,15 @@ func (e *kubeEnv) run(t testing.TB, u *kubeUser, stdin string, args ...string) (
 // runEnv runs kube-exec --cluster e2e -- kubectl args... with env.
 func (k *kubeSide) runEnv(t testing.TB, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return k.runReuse(t, env, false, stdin, args...)
+}
+
+// runReuse is runEnv with kube-exec's --reuse.
+func (k *kubeSide) runReuse(t testing.TB, env []string, reuse bool, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := k.command(ctx, env, args...)
+	cmd := k.commandReuse(ctx, env, reuse, args...)
 	var o, er bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &o, &er, strings.NewReader(stdin)
 	err := cmd.Run()
@@ -501,6 +513,29 @@ func TestKube(t *testing.T) {
 			t.Errorf("raw request with a forged bearer token: %d %s", code, body)
 		}
 
+		t.Run("kube-exec uses the running proxy", func(t *testing.T) {
+			// No ssh-agent: only the proxy's connection can carry this.
+			noAgent := personEnv(alice.home, filepath.Join(t.TempDir(), "no-agent.sock"))
+			out, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a", "-o", "name")
+			if code != 0 {
+				t.Fatalf("through the proxy: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+			}
+			waitKubeEvent(t, e.fwdLog, audit.KubeRequest, func(ev audit.Event) bool {
+				return ev.Verb == "list" && ev.Resource == "configmaps" && ev.KubeNamespace == "team-a" && ev.Person == "alice@example.com"
+			})
+			// Told not to: its own connection, which needs the agent.
+			_, stderr, code = e.runReuse(t, noAgent, false, "", "get", "configmaps", "-n", "team-a")
+			if code == 0 || !strings.Contains(stderr, "ssh-agent") {
+				t.Errorf("--reuse=false without an agent: exit %d, stderr: %s", code, stderr)
+			}
+			// A proxy for another bastion is not used.
+			other := exec.Command(e.kubeExecBin, "--cluster", kubeCluster, "--bastion", kubeFreeAddr(t), "--known-hosts", e.knownHosts, "--", e.kubectl, "get", "configmaps", "-n", "team-a")
+			other.Env = noAgent
+			if b, err := other.CombinedOutput(); err == nil || !strings.Contains(string(b), "ssh-agent") {
+				t.Errorf("another bastion, without an agent: %v: %s", err, b)
+			}
+		})
+
 		t.Run("forwarder restart while idle", func(t *testing.T) {
 			e.fwd.stop(t)
 			e.startForwarder(t)
@@ -526,6 +561,34 @@ func TestKube(t *testing.T) {
 			}
 			if code, body := p.get(t, "/api/v1/namespaces/team-a/configmaps", nil); code != 200 {
 				t.Fatalf("proxy after bastion restart: %d %s", code, body)
+			}
+		})
+
+		t.Run("a proxy that stopped or died is not used", func(t *testing.T) {
+			noAgent := personEnv(alice.home, filepath.Join(t.TempDir(), "no-agent.sock"))
+			state := filepath.Join(alice.home, ".postern", "kube-proxy-"+kubeCluster+".json")
+			if _, err := os.Stat(state); err != nil {
+				t.Fatalf("the running proxy published no state: %v", err)
+			}
+			p.proc.stop(t)
+			if _, err := os.Stat(state); !os.IsNotExist(err) {
+				t.Errorf("a stopped proxy left its state file: %v", err)
+			}
+			if _, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a"); code == 0 || !strings.Contains(stderr, "ssh-agent") {
+				t.Errorf("after the proxy stopped, without an agent: exit %d, stderr: %s", code, stderr)
+			}
+			// Killed: the state file stays behind and must be ignored.
+			p2 := e.startProxy(t, alice.home, alice.agent.Socket)
+			_ = syscall.Kill(-p2.proc.cmd.Process.Pid, syscall.SIGKILL)
+			<-p2.proc.done
+			if _, err := os.Stat(state); err != nil {
+				t.Fatalf("the killed proxy's state file is gone (%v): nothing tested", err)
+			}
+			if _, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a"); code == 0 || !strings.Contains(stderr, "ssh-agent") {
+				t.Errorf("after the proxy was killed, without an agent: exit %d, stderr: %s", code, stderr)
+			}
+			if _, stderr, code := e.runReuse(t, alice.env(), true, "", "get", "configmaps", "-n", "team-a"); code != 0 {
+				t.Errorf("after the proxy was killed, with the agent: exit %d, stderr: %s", code, stderr)
 			}
 		})
 	})
