@@ -27,6 +27,8 @@ type clientFlags struct {
 	cluster, bastion, knownHosts string
 	verbose                      bool
 	reuse                        bool // kube-exec --: use a running kube-exec proxy
+
+	person string // set by prepare: the key ID of the agent's newest valid certificate
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
@@ -84,10 +86,12 @@ func (f *clientFlags) prepare(onRevoked func()) (*client.Bastion, error) {
 		return nil, climsg.WithHint(fmt.Errorf("connect to ssh-agent: %w", err), "check SSH_AUTH_SOCK, then postern login")
 	}
 	b := &client.Bastion{Addr: f.bastion, KnownHosts: f.knownHosts, Agent: agent.NewClient(ac), AgentConn: ac, OnRevoked: onRevoked}
-	if _, err := client.Signers(b.Agent, time.Now()); err != nil {
+	signers, err := client.Signers(b.Agent, time.Now())
+	if err != nil {
 		b.Close()
 		return nil, f.hint(err)
 	}
+	f.person = client.KeyID(signers[0])
 	return b, nil
 }
 
@@ -213,6 +217,17 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if f.reuse {
 		if st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion); ok {
+			// Only while the person is logged in, as that person: the
+			// proxy's connection outlives certificates, commands do not.
+			b, err := f.prepare(func() {})
+			if err != nil {
+				return err
+			}
+			b.Close()
+			if f.person != st.Person {
+				return climsg.WithHint(fmt.Errorf("the kube-exec proxy for cluster %s (pid %d) runs as %s, not as %s, who is logged in", f.cluster, st.PID, st.Person, f.person),
+					"stop that proxy, or pass --reuse=false")
+			}
 			if token, caPEM, err := client.ProxyCredentials(posternHome()); err == nil {
 				if f.verbose {
 					fmt.Fprintf(stderr, "kube-exec: using the kube-exec proxy at %s (pid %d, bastion %s)\n", st.Addr, st.PID, st.Bastion)
@@ -350,7 +365,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	server := "https://" + ln.Addr().String()
 	// kube-exec -- CMD for this cluster sends its requests through this
 	// proxy while it runs (--reuse).
-	unpublish, err := client.PublishProxy(posternHome(), client.ProxyState{Cluster: f.cluster, Bastion: f.bastion, Addr: ln.Addr().String(), PID: os.Getpid()})
+	unpublish, err := client.PublishProxy(posternHome(), client.ProxyState{Cluster: f.cluster, Bastion: f.bastion, Person: f.person, Addr: ln.Addr().String(), PID: os.Getpid()})
 	if err != nil {
 		return fmt.Errorf("publish the proxy for kube-exec: %w", err)
 	}

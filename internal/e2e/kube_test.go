@@ -514,25 +514,43 @@ func TestKube(t *testing.T) {
 		}
 
 		t.Run("kube-exec uses the running proxy", func(t *testing.T) {
-			// No ssh-agent: only the proxy's connection can carry this.
-			noAgent := personEnv(alice.home, filepath.Join(t.TempDir(), "no-agent.sock"))
-			out, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a", "-o", "name")
-			if code != 0 {
-				t.Fatalf("through the proxy: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+			// A known_hosts file that certifies no bastion: kube-exec's
+			// own connection would fail, the proxy's is already up.
+			noHosts := filepath.Join(t.TempDir(), "known_hosts")
+			kubeWrite(t, noHosts, nil, 0o644)
+			reuse := func(env []string, reuse bool) (string, int) {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", noHosts,
+					fmt.Sprintf("--reuse=%v", reuse), "--", e.kubectl, "get", "configmaps", "-n", "team-a", "-o", "name")
+				cmd.Env = env
+				out, _ := cmd.CombinedOutput()
+				return string(out), cmd.ProcessState.ExitCode()
+			}
+			if out, code := reuse(alice.env(), true); code != 0 {
+				t.Fatalf("through the proxy: exit %d: %s", code, out)
 			}
 			waitKubeEvent(t, e.fwdLog, audit.KubeRequest, func(ev audit.Event) bool {
 				return ev.Verb == "list" && ev.Resource == "configmaps" && ev.KubeNamespace == "team-a" && ev.Person == "alice@example.com"
 			})
-			// Told not to: its own connection, which needs the agent.
-			_, stderr, code = e.runReuse(t, noAgent, false, "", "get", "configmaps", "-n", "team-a")
-			if code == 0 || !strings.Contains(stderr, "ssh-agent") {
-				t.Errorf("--reuse=false without an agent: exit %d, stderr: %s", code, stderr)
+			// Told not to: its own connection, refused by known_hosts.
+			if out, code := reuse(alice.env(), false); code == 0 || !strings.Contains(out, "known_hosts") {
+				t.Errorf("--reuse=false: exit %d: %s", code, out)
+			}
+			// Not logged in (an empty agent): the proxy is not used.
+			empty := testenv.StartAgent(t)
+			if out, code := reuse(personEnv(alice.home, empty.Socket), true); code == 0 || !strings.Contains(out, "not logged in") {
+				t.Errorf("not logged in: exit %d: %s", code, out)
+			}
+			// Someone else logged in: the proxy runs as alice.
+			if out, code := reuse(personEnv(alice.home, bob.agent.Socket), true); code == 0 || !strings.Contains(out, "runs as alice@example.com, not as bob@example.com") {
+				t.Errorf("bob's agent with alice's proxy: exit %d: %s", code, out)
 			}
 			// A proxy for another bastion is not used.
 			other := exec.Command(e.kubeExecBin, "--cluster", kubeCluster, "--bastion", kubeFreeAddr(t), "--known-hosts", e.knownHosts, "--", e.kubectl, "get", "configmaps", "-n", "team-a")
-			other.Env = noAgent
-			if b, err := other.CombinedOutput(); err == nil || !strings.Contains(string(b), "ssh-agent") {
-				t.Errorf("another bastion, without an agent: %v: %s", err, b)
+			other.Env = alice.env()
+			if b, err := other.CombinedOutput(); err == nil || !strings.Contains(string(b), "connect to the bastion") {
+				t.Errorf("another bastion: %v: %s", err, b)
 			}
 		})
 
@@ -565,17 +583,29 @@ func TestKube(t *testing.T) {
 		})
 
 		t.Run("a proxy that stopped or died is not used", func(t *testing.T) {
-			noAgent := personEnv(alice.home, filepath.Join(t.TempDir(), "no-agent.sock"))
+			noHosts := filepath.Join(t.TempDir(), "known_hosts")
+			kubeWrite(t, noHosts, nil, 0o644)
+			// With a known_hosts that certifies no bastion, only a proxy
+			// could carry the command.
+			viaProxyOnly := func() (string, int) {
+				cmd := exec.Command(e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", noHosts, "--", e.kubectl, "get", "configmaps", "-n", "team-a")
+				cmd.Env = alice.env()
+				out, _ := cmd.CombinedOutput()
+				return string(out), cmd.ProcessState.ExitCode()
+			}
 			state := filepath.Join(alice.home, ".postern", "kube-proxy-"+kubeCluster+".json")
 			if _, err := os.Stat(state); err != nil {
 				t.Fatalf("the running proxy published no state: %v", err)
+			}
+			if out, code := viaProxyOnly(); code != 0 {
+				t.Fatalf("with the proxy running: exit %d: %s", code, out)
 			}
 			p.proc.stop(t)
 			if _, err := os.Stat(state); !os.IsNotExist(err) {
 				t.Errorf("a stopped proxy left its state file: %v", err)
 			}
-			if _, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a"); code == 0 || !strings.Contains(stderr, "ssh-agent") {
-				t.Errorf("after the proxy stopped, without an agent: exit %d, stderr: %s", code, stderr)
+			if out, code := viaProxyOnly(); code == 0 || !strings.Contains(out, "known_hosts") {
+				t.Errorf("after the proxy stopped: exit %d: %s", code, out)
 			}
 			// Killed: the state file stays behind and must be ignored.
 			p2 := e.startProxy(t, alice.home, alice.agent.Socket)
@@ -584,11 +614,11 @@ func TestKube(t *testing.T) {
 			if _, err := os.Stat(state); err != nil {
 				t.Fatalf("the killed proxy's state file is gone (%v): nothing tested", err)
 			}
-			if _, stderr, code := e.runReuse(t, noAgent, true, "", "get", "configmaps", "-n", "team-a"); code == 0 || !strings.Contains(stderr, "ssh-agent") {
-				t.Errorf("after the proxy was killed, without an agent: exit %d, stderr: %s", code, stderr)
+			if out, code := viaProxyOnly(); code == 0 || !strings.Contains(out, "known_hosts") {
+				t.Errorf("after the proxy was killed: exit %d: %s", code, out)
 			}
 			if _, stderr, code := e.runReuse(t, alice.env(), true, "", "get", "configmaps", "-n", "team-a"); code != 0 {
-				t.Errorf("after the proxy was killed, with the agent: exit %d, stderr: %s", code, stderr)
+				t.Errorf("after the proxy was killed, its own connection: exit %d, stderr: %s", code, stderr)
 			}
 		})
 	})

@@ -25,6 +25,8 @@ import (
 var (
 	// ErrNotLoggedIn: no postern certificate in ssh-agent.
 	ErrNotLoggedIn = errors.New("not logged in: no postern certificate in ssh-agent")
+	// ErrHostKey: the bastion's host key is not certified by known_hosts.
+	ErrHostKey = errors.New("unknown bastion host key")
 	// ErrExpired: the only postern certificates in ssh-agent are expired.
 	ErrExpired = errors.New("your postern certificate has expired")
 	// ErrRefused: the bastion refused the cluster (its message follows).
@@ -107,6 +109,16 @@ func Signers(a agent.ExtendedAgent, now time.Time) ([]ssh.Signer, error) {
 	return out, nil
 }
 
+// KeyID returns the key ID (the person) of a signer from Signers.
+func KeyID(s ssh.Signer) string {
+	if pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal()); err == nil {
+		if cert, ok := pub.(*ssh.Certificate); ok {
+			return cert.KeyId
+		}
+	}
+	return ""
+}
+
 // Connect makes sure the connection is up.
 func (b *Bastion) Connect(ctx context.Context) error {
 	_, err := b.conn(ctx, nil)
@@ -176,6 +188,9 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 				return nil, fmt.Errorf("the bastion %s refused your certificate: %s", b.Addr, why)
 			}
 			return nil, fmt.Errorf("the bastion %s refused your certificate (expired, revoked or from another CA?): %w", b.Addr, err)
+		}
+		if msg := err.Error(); strings.Contains(msg, "no authorities for hostname") || strings.Contains(msg, "knownhosts: key is unknown") {
+			return nil, fmt.Errorf("%w: the bastion %s presented a host key that %s does not certify (run postern config to write it)", ErrHostKey, b.Addr, b.KnownHosts)
 		}
 		return nil, fmt.Errorf("ssh to the bastion %s: %w", b.Addr, err)
 	}
