@@ -225,10 +225,12 @@ const smallBuf = 512
 // ReaderFrom/WriterTo detours. A read ending in EOF is a clean finish.
 //
 // It waits on a small buffer and takes a 32 KiB one from the pool only
-// once a read fills the small one, and gives it back after a read small
-// enough for the small one: a hop idle or typing holds 512 bytes per
-// direction, one moving bulk data a pooled 32 KiB (the benchmarks' memory
-// per idle session).
+// once a read fills the small one, and gives it back after two reads in
+// a row small enough for the small one: a hop idle or typing holds 512
+// bytes per direction, one moving bulk data a pooled 32 KiB (the
+// benchmarks' memory per idle session). One short read in the middle of
+// a download (the node briefly behind) keeps the big buffer: dropping it
+// there made the next reads, and the SSH packets they become, 512 bytes.
 func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 	small := make([]byte, smallBuf)
 	buf := small
@@ -239,6 +241,7 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}()
 	var n int64
+	smallReads := 0 // in a row, with the big buffer
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
@@ -256,8 +259,13 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 			bp = bufPool.Get().(*[]byte)
 			buf = *bp
 		case bp != nil && nr <= len(small):
-			bufPool.Put(bp)
-			bp, buf = nil, small
+			if smallReads++; smallReads == 2 {
+				bufPool.Put(bp)
+				bp, buf = nil, small
+				smallReads = 0
+			}
+		case bp != nil:
+			smallReads = 0
 		}
 		if rerr == io.EOF {
 			return n, nil

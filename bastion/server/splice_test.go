@@ -33,16 +33,25 @@ func (r *sizedReader) Read(p []byte) (int, error) {
 }
 
 // copyBuffered waits on a small buffer, moves to a pooled 32 KiB one when
-// a read fills the small one, and gives it back after a small read.
+// a read fills the small one, keeps it through one small read, and gives
+// it back after two in a row.
 func TestCopyBufferedBufferSizes(t *testing.T) {
 	big := 32 << 10
-	r := &sizedReader{sizes: []int{10, smallBuf, 20000, big, 100, 5}}
+	sizes := []int{10, smallBuf, 20000, 100, big, 100, 5, 7}
+	r := &sizedReader{sizes: sizes}
 	var out bytes.Buffer
 	n, err := copyBuffered(&out, r)
-	if err != nil || n != int64(10+smallBuf+20000+big+100+5) || int64(out.Len()) != n {
+	total := 0
+	for _, s := range sizes {
+		total += s
+	}
+	if err != nil || n != int64(total) || int64(out.Len()) != n {
 		t.Fatalf("copied %d (%d written), %v", n, out.Len(), err)
 	}
-	want := []int{smallBuf, smallBuf, big, big, big, smallBuf, smallBuf}
+	// 10 and 512 on the small buffer; 20000, 100 (one small read: kept),
+	// big, 100, 5 (two in a row: given back) on the big one; 7 and the
+	// EOF on the small one.
+	want := []int{smallBuf, smallBuf, big, big, big, big, big, smallBuf, smallBuf}
 	if len(r.asked) != len(want) {
 		t.Fatalf("buffer sizes %v, want %v", r.asked, want)
 	}
