@@ -18,7 +18,7 @@ type ProxyState struct {
 	Cluster string `json:"cluster"`
 	Bastion string `json:"bastion"`
 	Person  string `json:"person"` // the key ID of the certificate it logged in with
-	Addr    string `json:"addr"` // the proxy's loopback address
+	Addr    string `json:"addr"`   // the proxy's loopback address
 	PID     int    `json:"pid"`
 }
 
