@@ -23,7 +23,8 @@ the postern bastion, as you: no Kubernetes credentials on your machine.
 
 Usage:
   kube-exec [--cluster NAME] -- COMMAND [ARGS...]   e.g. kube-exec --cluster prod -- kubectl get pods
-  kube-exec proxy --cluster NAME [--listen ADDR]    a long-running local endpoint (see postern kube config)
+  kube-exec proxy --cluster NAME [--listen ADDR]    a long-running local endpoint (see postern kube config),
+                                                    which kube-exec -- COMMAND also uses while it runs
   kube-exec forwarder --config FILE                 the in-VPC forwarder: runs postern-kube-forwarder
                                                     (postern-kube-forwarder --help)
   kube-exec --version
