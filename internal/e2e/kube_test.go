@@ -252,20 +252,27 @@ func (e *kubeEnv) user(t testing.TB, keyID, roles string) *kubeUser {
 	if err := os.MkdirAll(u.home, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	e.login(t, u, roles, time.Hour)
+	return u
+}
+
+// login puts a new key and a certificate valid for ttl into u's agent, as
+// postern login does (the agent drops it when it expires).
+func (e *kubeEnv) login(t testing.TB, u *kubeUser, roles string, ttl time.Duration) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := ssh.NewPublicKey(priv.Public())
-	cert, err := e.userCA.SignUser(ca.UserCert{Key: pub, KeyID: keyID, Principals: []string{"dev"}, TTL: time.Hour,
+	cert, err := e.userCA.SignUser(ca.UserCert{Key: pub, KeyID: u.keyID, Principals: []string{"dev"}, TTL: ttl,
 		Extensions: map[string]string{sshcert.ExtRoles: roles, "permit-pty": ""}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := u.agent.Client(t).Add(agent.AddedKey{PrivateKey: priv, Certificate: cert, Comment: sshcert.AgentComment(keyID), LifetimeSecs: 3600}); err != nil {
+	if err := u.agent.Client(t).Add(agent.AddedKey{PrivateKey: priv, Certificate: cert, Comment: sshcert.AgentComment(u.keyID), LifetimeSecs: uint32(ttl / time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	return u
 }
 
 func (u *kubeUser) env() []string { return personEnv(u.home, u.agent.Socket) }
@@ -478,6 +485,34 @@ func TestKube(t *testing.T) {
 		if strings.Contains(stderr.String(), "Unable to connect") || out.Len() > 0 {
 			t.Errorf("the command's own output leaked:\nstdout: %s\nstderr: %s", out.String(), stderr.String())
 		}
+	})
+
+	t.Run("the proxy's connection ends with its certificate", func(t *testing.T) {
+		carol := e.user(t, "carol@example.com", "kube-dev")
+		// Only a certificate that expires in a few seconds.
+		if err := carol.agent.Client(t).RemoveAll(); err != nil {
+			t.Fatal(err)
+		}
+		e.login(t, carol, "kube-dev", 5*time.Second)
+		p := e.startProxy(t, carol.home, carol.agent.Socket)
+		if code, body := p.get(t, "/api/v1/namespaces/team-a/pods", nil); code != 200 {
+			t.Fatalf("before expiry: %d %s", code, body)
+		}
+		// Expired (and dropped by the agent): the proxy's connection ended
+		// with it, and requests get a clear refusal.
+		time.Sleep(6 * time.Second)
+		code, body := p.get(t, "/api/v1/namespaces/team-a/pods", nil)
+		if code != http.StatusBadGateway || !strings.Contains(body, "run postern login") {
+			t.Errorf("after the certificate expired: %d %s", code, body)
+		}
+		// A new login brings the proxy back without a restart.
+		e.login(t, carol, "kube-dev", time.Hour)
+		if code, body := p.get(t, "/api/v1/namespaces/team-a/pods", nil); code != 200 {
+			t.Errorf("after logging in again: %d %s", code, body)
+		}
+		waitKubeEvent(t, e.fwdLog, audit.KubeRequest, func(ev audit.Event) bool {
+			return ev.Person == "carol@example.com" && ev.Resource == "pods" && ev.Status == 200
+		})
 	})
 
 	t.Run("proxy: impersonation headers and foreign tokens are dropped", func(t *testing.T) {

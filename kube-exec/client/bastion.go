@@ -57,6 +57,7 @@ type Bastion struct {
 
 	mu      sync.Mutex
 	client  *ssh.Client
+	expiry  *time.Timer // ends client when its certificate expires
 	revoked atomic.Bool
 	// subsystemOnly is set once the bastion turned down a kube channel
 	// as unknown (a bastion that predates it).
@@ -111,12 +112,46 @@ func Signers(a agent.ExtendedAgent, now time.Time) ([]ssh.Signer, error) {
 
 // KeyID returns the key ID (the person) of a signer from Signers.
 func KeyID(s ssh.Signer) string {
-	if pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal()); err == nil {
-		if cert, ok := pub.(*ssh.Certificate); ok {
-			return cert.KeyId
-		}
+	if cert := certOf(s); cert != nil {
+		return cert.KeyId
 	}
 	return ""
+}
+
+// certOf returns the certificate of an agent signer, nil for a plain key.
+func certOf(s ssh.Signer) *ssh.Certificate {
+	if pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal()); err == nil {
+		if cert, ok := pub.(*ssh.Certificate); ok {
+			return cert
+		}
+	}
+	return nil
+}
+
+// endAtExpiry arms the end of connection c when the certificate it logged
+// in with (the agent's newest, which is offered first) expires: its
+// channels end, and the next Dial connects again with the certificate the
+// agent holds then, or fails with ErrExpired. A kube-exec proxy thus
+// carries a renewed login (and its roles) from the old certificate's
+// expiry on, and stops carrying requests when nobody logged in again. Call
+// with b.mu held.
+func (b *Bastion) endAtExpiry(c *ssh.Client, s ssh.Signer, now time.Time) {
+	if b.expiry != nil {
+		b.expiry.Stop()
+		b.expiry = nil
+	}
+	cert := certOf(s)
+	if cert == nil || cert.ValidBefore == ssh.CertTimeInfinity || cert.ValidBefore > 1<<62 {
+		return
+	}
+	b.expiry = time.AfterFunc(time.Unix(int64(cert.ValidBefore), 0).Sub(now), func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.client == c {
+			c.Close()
+			b.client = nil
+		}
+	})
 }
 
 // Connect makes sure the connection is up.
@@ -198,6 +233,7 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 	global := make(chan *ssh.Request)
 	go b.globalRequests(reqs, global)
 	b.client = ssh.NewClient(c, chans, global)
+	b.endAtExpiry(b.client, signers[0], now())
 	return b.client, nil
 }
 
@@ -263,6 +299,10 @@ func (b *Bastion) Close() error {
 	if b.AgentConn != nil {
 		b.AgentConn.Close()
 		b.AgentConn = nil
+	}
+	if b.expiry != nil {
+		b.expiry.Stop()
+		b.expiry = nil
 	}
 	if b.client == nil {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,7 +60,11 @@ func (l *Local) Handler() http.Handler {
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			l.Logger.Warn("request to the cluster failed", "err", err)
-			writeStatus(w, http.StatusBadGateway, "ServiceUnavailable", "kube-exec: "+err.Error())
+			msg := "kube-exec: " + err.Error()
+			if errors.Is(err, ErrExpired) || errors.Is(err, ErrNotLoggedIn) {
+				msg += " (run postern login)"
+			}
+			writeStatus(w, http.StatusBadGateway, "ServiceUnavailable", msg)
 		},
 		ErrorLog: slog.NewLogLogger(l.Logger.Handler(), slog.LevelDebug),
 	}
