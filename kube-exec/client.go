@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh/agent"
@@ -205,8 +207,16 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f clientFlags
 	f.register(fs)
 	fs.BoolVar(&f.reuse, "reuse", reuseDefault(), "send the command's requests through a running kube-exec proxy for the cluster, if there is one (default true unless $POSTERN_KUBE_REUSE=no)")
+	persistEnv, perr := persistDefault()
+	persist := fs.Duration("persist", persistEnv, "with --reuse: when no proxy runs, start one in the background that exits after `DURATION` without requests (default $POSTERN_KUBE_PERSIST, else 0: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if perr != nil && !flagSet(fs, "persist") {
+		return perr
+	}
+	if *persist < 0 {
+		return fmt.Errorf("--persist %s: must not be negative", *persist)
 	}
 	cmdArgs := fs.Args()
 	if len(cmdArgs) == 0 {
@@ -216,7 +226,16 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if f.reuse {
-		if st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion); ok {
+		st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion)
+		if !ok && *persist > 0 {
+			// Checked first, so that a missing login is reported as
+			// usual rather than by a proxy's log.
+			if b, err := f.prepare(func() {}); err == nil {
+				b.Close()
+				st, ok = f.startProxy(*persist, stderr)
+			}
+		}
+		if ok {
 			// Only while the person is logged in, as that person: the
 			// proxy's connection outlives certificates, commands do not.
 			b, err := f.prepare(func() {})
@@ -324,8 +343,12 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f clientFlags
 	f.register(fs)
 	listen := fs.String("listen", "", "loopback `ADDR` to serve on (default: a port derived from the cluster name)")
+	idleExit := fs.Duration("idle-exit", 0, "exit after `DURATION` without a request in progress (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *idleExit < 0 {
+		return fmt.Errorf("--idle-exit %s: must not be negative", *idleExit)
 	}
 	sctx, revoked := context.WithCancel(ctx)
 	defer revoked()
@@ -375,17 +398,119 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "kube-exec: hint: postern kube config --cluster %s --server %s  then  kubectl --context %s get pods\n",
 		f.cluster, server, client.ContextName(f.cluster))
 	local := &client.Local{Token: token, Dial: dial, Logger: f.logger(stderr)}
+	h := local.Handler()
 	ictx, stop := signal.NotifyContext(sctx, os.Interrupt)
 	defer stop()
-	err = client.Serve(ictx, ln, cert, local.Handler(), 2*time.Second)
+	if *idleExit > 0 {
+		go exitWhenIdle(ictx, local, *idleExit, stop, stdout)
+	}
+	err = client.Serve(ictx, ln, cert, h, 2*time.Second)
 	if rerr := b.Revoked(); rerr != nil {
 		return revokedError(rerr)
 	}
 	return err
 }
 
+// exitWhenIdle calls stop once local has been idle for d.
+func exitWhenIdle(ctx context.Context, local *client.Local, d time.Duration, stop func(), stdout io.Writer) {
+	tick := time.NewTicker(min(max(d/8, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if local.Idle() >= d {
+				fmt.Fprintf(stdout, "kube-exec: no request for %s: exiting\n", d)
+				stop()
+				return
+			}
+		}
+	}
+}
+
+// startProxy starts `kube-exec proxy --idle-exit persist` for the cluster
+// in the background (its own session, output in
+// ~/.postern/kube-proxy-CLUSTER.log) and waits until it serves. It returns
+// false when it could not: kube-exec then connects on its own, and says
+// why if that fails too.
+func (f *clientFlags) startProxy(persist time.Duration, stderr io.Writer) (client.ProxyState, bool) {
+	fail := func(err error) (client.ProxyState, bool) {
+		if f.verbose {
+			fmt.Fprintf(stderr, "kube-exec: could not start a background kube-exec proxy (%v); connecting on my own\n", err)
+		}
+		return client.ProxyState{}, false
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.MkdirAll(posternHome(), 0o700); err != nil {
+		return fail(err)
+	}
+	args := []string{"proxy", "--cluster", f.cluster, "--known-hosts", f.knownHosts, "--idle-exit", persist.String()}
+	if f.bastion != "" {
+		args = append(args, "--bastion", f.bastion)
+	}
+	logPath := filepath.Join(posternHome(), "kube-proxy-"+f.cluster+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not ended with the terminal
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.After(20 * time.Second)
+	for {
+		if st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion); ok && st.PID == cmd.Process.Pid {
+			if f.verbose {
+				fmt.Fprintf(stderr, "kube-exec: started a kube-exec proxy for %s (pid %d, exits after %s without requests; log %s)\n", f.cluster, st.PID, persist, logPath)
+			}
+			return st, true
+		}
+		select {
+		case <-exited:
+			return fail(fmt.Errorf("it exited; see %s", logPath))
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			return fail(fmt.Errorf("not serving after 20 s; see %s", logPath))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// persistDefault is --persist's default, from POSTERN_KUBE_PERSIST.
+func persistDefault() (time.Duration, error) {
+	v := os.Getenv("POSTERN_KUBE_PERSIST")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("POSTERN_KUBE_PERSIST=%q: not a duration such as 10m", v)
+	}
+	return d, nil
+}
+
 // revokedError is what kube-exec says when the bastion revoked the
 // person's access while it ran.
 func revokedError(err error) error {
 	return climsg.WithHint(err, "an administrator revoked your postern certificate; ask them before you log in again")
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }

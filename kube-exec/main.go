@@ -39,6 +39,9 @@ kube-exec -- COMMAND sends the command's requests through a kube-exec proxy
 that you run for the same cluster (and bastion, when --bastion is given),
 if there is one: no SSH connection of its own, so each command starts
 sooner. --reuse=false (or POSTERN_KUBE_REUSE=no) makes its own connection.
+--persist DURATION (or POSTERN_KUBE_PERSIST=10m) starts such a proxy in the
+background when none runs, which exits after DURATION without requests (as
+OpenSSH's ControlPersist); its output goes to ~/.postern/kube-proxy-CLUSTER.log.
 
 Log in first with postern login; postern config writes the known_hosts file.
 Documentation: docs/kubernetes.md in the source tree.

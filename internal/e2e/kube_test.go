@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -484,6 +485,46 @@ func TestKube(t *testing.T) {
 		}
 		if strings.Contains(stderr.String(), "Unable to connect") || out.Len() > 0 {
 			t.Errorf("the command's own output leaked:\nstdout: %s\nstderr: %s", out.String(), stderr.String())
+		}
+	})
+
+	t.Run("kube-exec --persist starts a proxy in the background", func(t *testing.T) {
+		dave := e.user(t, "dave@example.com", "kube-dev")
+		noHosts := filepath.Join(t.TempDir(), "known_hosts")
+		kubeWrite(t, noHosts, nil, 0o644)
+		run := func(knownHosts string, extra ...string) (string, int) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := append([]string{"--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", knownHosts}, extra...)
+			cmd := exec.CommandContext(ctx, e.kubeExecBin, append(args, "--", e.kubectl, "get", "configmaps", "-n", "team-a")...)
+			cmd.Env = dave.env()
+			out, _ := cmd.CombinedOutput()
+			return string(out), cmd.ProcessState.ExitCode()
+		}
+		state := filepath.Join(dave.home, ".postern", "kube-proxy-"+kubeCluster+".json")
+		if out, code := run(e.knownHosts, "--persist", "3s", "-v"); code != 0 || !strings.Contains(out, "started a kube-exec proxy") {
+			t.Fatalf("first run: exit %d: %s", code, out)
+		}
+		var st struct{ PID int }
+		if err := json.Unmarshal(kubeRead(t, state), &st); err != nil || st.PID == 0 {
+			t.Fatalf("state: %v %+v", err, st)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(st.PID, syscall.SIGKILL) })
+		// The second run goes through it: its own connection would be
+		// refused by a known_hosts file that certifies nothing.
+		if out, code := run(noHosts, "--persist", "3s"); code != 0 {
+			t.Fatalf("second run, through the background proxy: exit %d: %s", code, out)
+		}
+		// Idle for 3 s: the proxy exits and unpublishes itself.
+		waitFor(t, func() bool {
+			_, err := os.Stat(state)
+			return os.IsNotExist(err) && syscall.Kill(st.PID, 0) != nil
+		})
+		if out, code := run(noHosts); code == 0 || !strings.Contains(out, "unknown bastion host key") {
+			t.Errorf("after the proxy exited: exit %d: %s", code, out)
+		}
+		if log := string(kubeRead(t, filepath.Join(dave.home, ".postern", "kube-proxy-"+kubeCluster+".log"))); !strings.Contains(log, "no request for 3s: exiting") {
+			t.Errorf("proxy log:\n%s", log)
 		}
 	})
 

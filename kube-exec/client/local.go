@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,7 +33,17 @@ type Local struct {
 	Dial   func(ctx context.Context) (net.Conn, error)
 	Logger *slog.Logger
 
-	rp *httputil.ReverseProxy
+	rp     *httputil.ReverseProxy
+	active atomic.Int64 // requests in progress (a watch counts while it runs)
+	last   atomic.Int64 // when the last request ended (or the handler was made), unix nanoseconds
+}
+
+// Idle returns how long no request has been in progress (0 while one is).
+func (l *Local) Idle() time.Duration {
+	if l.active.Load() > 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, l.last.Load()))
 }
 
 // upstream names the far side in proxied requests; the forwarder replaces
@@ -44,6 +55,7 @@ func (l *Local) Handler() http.Handler {
 	if l.Logger == nil {
 		l.Logger = slog.Default()
 	}
+	l.last.Store(time.Now().UnixNano())
 	tr := &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return l.Dial(ctx) },
 		MaxIdleConns:        64,
@@ -72,6 +84,11 @@ func (l *Local) Handler() http.Handler {
 }
 
 func (l *Local) serve(w http.ResponseWriter, r *http.Request) {
+	l.active.Add(1)
+	defer func() {
+		l.last.Store(time.Now().UnixNano())
+		l.active.Add(-1)
+	}()
 	want := "Bearer " + l.Token
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
 		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "kube-exec: this endpoint needs its bearer token (use the kubeconfig kube-exec wrote)")
