@@ -53,7 +53,7 @@ func (s *Stack) runKeystroke(ctx context.Context, cfg Config) ([]KeystrokeResult
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	paths := []Path{PathSSHDJump, PathBastion, PathBastionRec, PathDirect}
+	paths := s.sshPaths()
 	var terms []*term
 	defer func() {
 		for _, t := range terms {

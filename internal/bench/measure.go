@@ -28,7 +28,21 @@ var (
 	PathSSHDJump   = Path{"sshd-jump", "sshd-jump", NodeIP}
 	PathBastion    = Path{"bastion", "bastion", NodeFwd}
 	PathBastionRec = Path{"bastion-rec", "bastion", NodeRec}
+	// The second bastion build of -bastion-b, on the same stack.
+	PathBastionB    = Path{"bastion-b", "bastion-b", NodeFwd}
+	PathBastionBRec = Path{"bastion-b-rec", "bastion-b", NodeRec}
 )
+
+// sshPaths are the paths of the ssh phases (throughput, connect,
+// keystrokes): the sshd jump host first (the reference), the bastion's,
+// those of -bastion-b when it runs, and direct.
+func (s *Stack) sshPaths() []Path {
+	ps := []Path{PathSSHDJump, PathBastion, PathBastionRec}
+	if s.BastionB != nil {
+		ps = append(ps, PathBastionB, PathBastionBRec)
+	}
+	return append(ps, PathDirect)
+}
 
 // Sample summarises repeated measurements of one quantity.
 type Sample struct {

@@ -22,6 +22,11 @@ type Config struct {
 	BastionBin string
 	// SignerBin likewise replaces Bin/postern-signer.
 	SignerBin string
+	// BastionB, when set, is another postern-bastion build run beside the
+	// first on the same stack (its own port and data directory) and
+	// measured in the ssh phases as bastion-b and bastion-b-rec, for A/B
+	// comparisons of bastion changes in one interleaved run.
+	BastionB string
 	// BastionEnv is added to the bastion's environment (e.g. GOGC=400).
 	BastionEnv []string
 	// Dir is the work directory, removed and recreated.
@@ -87,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	st, err := StartStack(ctx, StackOptions{
 		Dir: cfg.Dir, Bin: cfg.Bin, SignerBin: cfg.SignerBin, BastionBin: cfg.BastionBin,
-		BastionEnv: cfg.BastionEnv, Self: cfg.Self, Logf: cfg.Logf,
+		BastionB: cfg.BastionB, BastionEnv: cfg.BastionEnv, Self: cfg.Self, Logf: cfg.Logf,
 	})
 	if err != nil {
 		return err
@@ -157,7 +162,7 @@ func (s *Stack) smoke(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []Path{PathDirect, PathSSHDJump, PathBastion, PathBastionRec} {
+	for _, p := range s.sshPaths() {
 		if _, err := s.Connect(ctx, cfg, p); err != nil {
 			return fmt.Errorf("smoke test: %w", err)
 		}

@@ -81,6 +81,9 @@ type Stack struct {
 	BastionEnv []string
 
 	Node, Jump, Bastion, Signer, Hold *Proc
+	// BastionB is the -bastion-b build, nil when not asked for.
+	BastionB     *Proc
+	BastionBAddr string
 
 	UserCert   *ssh.Certificate
 	UserSigner ssh.Signer // the cert signer
@@ -95,7 +98,7 @@ type Stack struct {
 	BastionCert *ssh.Certificate
 
 	// CPU accounting of the jump hosts (nil: fall back to /proc).
-	jumpCPUGroup, bastionCPUGroup *cpuGroup
+	jumpCPUGroup, bastionCPUGroup, bastionBCPUGroup *cpuGroup
 
 	procs   []*Proc
 	cleanup []func()
@@ -119,6 +122,7 @@ type StackOptions struct {
 	Bin        string   // postern-signer and postern-bastion
 	SignerBin  string   // overrides Bin/postern-signer
 	BastionBin string   // overrides Bin/postern-bastion
+	BastionB   string   // a second bastion build beside the first (Config.BastionB)
 	BastionEnv []string // added to the bastion's environment
 	Self       string   // this program, run as the sink in the node namespace
 	Logf       func(string, ...any)
@@ -211,6 +215,13 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if o.BastionBin != "" {
 		bastionBin = o.BastionBin
 	}
+	if o.BastionB != "" {
+		// Before the first bastion writes to its data directory: a copy
+		// holds the same host key, certificate and CA files.
+		if err := s.startBastionB(ctx, o.BastionB); err != nil {
+			return nil, err
+		}
+	}
 	if s.Bastion, err = s.start("bastion", bastionBin, "--config", cfg); err != nil {
 		return nil, err
 	}
@@ -229,6 +240,62 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		}
 	}
 	return s, nil
+}
+
+// startBastionB starts bin as a second bastion: the same configuration
+// but another port and a copy of the data directory (its audit log and
+// spool are its own).
+func (s *Stack) startBastionB(ctx context.Context, bin string) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("-bastion-b: %w", err)
+	}
+	src, dst := filepath.Join(s.Dir, "bastion"), filepath.Join(s.Dir, "bastion-b")
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, fi.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	s.BastionBAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+	cfg, err := os.ReadFile(filepath.Join(s.Dir, "postern.toml"))
+	if err != nil {
+		return err
+	}
+	c := strings.Replace(string(cfg), fmt.Sprintf("listen = %q", s.BastionAddr), fmt.Sprintf("listen = %q", s.BastionBAddr), 1)
+	c = strings.Replace(c, fmt.Sprintf("data_dir = \"%s/bastion\"", s.Dir), fmt.Sprintf("data_dir = \"%s/bastion-b\"", s.Dir), 1)
+	if c == string(cfg) || !strings.Contains(c, s.BastionBAddr) || !strings.Contains(c, "/bastion-b\"") {
+		return errors.New("-bastion-b: could not derive its configuration")
+	}
+	cfgPath := filepath.Join(s.Dir, "postern-b.toml")
+	if err := os.WriteFile(cfgPath, []byte(c), 0o600); err != nil {
+		return err
+	}
+	if s.BastionB, err = s.start("bastion-b", bin, "--config", cfgPath); err != nil {
+		return err
+	}
+	s.bastionBCPUGroup = s.cpuGroup("bastion-b", s.BastionB)
+	return waitPort(ctx, s.BastionBAddr, s.BastionB)
 }
 
 // RestartBastion starts a fresh bastion process (bin may be empty: the
@@ -301,7 +368,7 @@ func (s *Stack) startEnv(name string, env []string, argv ...string) (*Proc, erro
 		return nil, err
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	if name == "bastion" && len(s.BastionEnv) > 0 {
+	if (name == "bastion" || name == "bastion-b") && len(s.BastionEnv) > 0 {
 		cmd.Env = append(os.Environ(), s.BastionEnv...)
 	}
 	if env != nil {
@@ -661,6 +728,10 @@ func (s *Stack) ClientConfig(cipher, kex string) (string, error) {
 	host("sshd-jump", s.JumpAddr)
 	host("bastion", s.BastionAddr)
 	fmt.Fprintf(&b, "Host bastion\n  HostKeyAlias %s\n", bastionPrincipal)
+	if s.BastionB != nil {
+		host("bastion-b", s.BastionBAddr)
+		fmt.Fprintf(&b, "Host bastion-b\n  HostKeyAlias %s\n", bastionPrincipal)
+	}
 	fmt.Fprintf(&b, `Host *
   User %s
   IdentityFile %s/id_ed25519

@@ -28,7 +28,7 @@ const gib = 1 << 30
 // every cipher, interleaving the paths and reversing their order every
 // other round.
 func (s *Stack) runThroughput(ctx context.Context, cfg Config) ([]ThroughputResult, error) {
-	paths := []Path{PathSSHDJump, PathBastion, PathBastionRec, PathDirect}
+	paths := s.sshPaths()
 	type key struct {
 		cipher string
 		up     bool
@@ -112,6 +112,15 @@ func (s *Stack) jumpCPU(p Path) float64 {
 		}
 		v, _ := procCPU(s.Bastion.Pid(), false)
 		return v
+	case "bastion-b":
+		time.Sleep(50 * time.Millisecond)
+		if s.bastionBCPUGroup != nil {
+			if v, err := s.bastionBCPUGroup.seconds(); err == nil {
+				return v
+			}
+		}
+		v, _ := procCPU(s.BastionB.Pid(), false)
+		return v
 	}
 	return 0
 }
@@ -139,7 +148,7 @@ type ConnectResult struct {
 
 // runConnect times `ssh [-J jump] node true`, paths interleaved.
 func (s *Stack) runConnect(ctx context.Context, cfg Config) ([]ConnectResult, error) {
-	paths := []Path{PathSSHDJump, PathBastion, PathBastionRec, PathDirect}
+	paths := s.sshPaths()
 	var out []ConnectResult
 	for _, kex := range cfg.ConnectKex {
 		cf, err := s.ClientConfig("", kex)

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("postern-bench", flag.ContinueOnError)
 	bin := fs.String("bin", "bin", "`DIR` with postern-signer and postern-bastion")
 	bastionBin := fs.String("bastion-bin", "", "postern-bastion to run instead of DIR/postern-bastion (an unstripped build for perf)")
+	bastionB := fs.String("bastion-b", "", "another postern-bastion `BINARY` run beside the first on the same stack and measured in the ssh phases (throughput, connect, keystroke) as bastion-b, for A/B comparisons")
 	signerBin := fs.String("signer-bin", "", "postern-signer to run instead of DIR/postern-signer (an unstripped build for perf)")
 	bastionEnv := fs.String("bastion-env", "", "comma-separated `VAR=VALUE`s added to the bastion's environment (GOGC=400)")
 	dir := fs.String("dir", ".cache/bench", "work `DIR` (recreated; keys, configs, logs, perf data)")
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string) error {
 	absBin, _ := filepath.Abs(*bin)
 	root, _ := os.Getwd()
 	cfg := bench.Config{
-		Bin: absBin, BastionBin: *bastionBin, SignerBin: *signerBin, Dir: absDir, Self: self, Out: *out, Root: root,
+		Bin: absBin, BastionBin: *bastionBin, BastionB: absPath(*bastionB), SignerBin: *signerBin, Dir: absDir, Self: self, Out: *out, Root: root,
 		Command:      "make bench   # = " + strings.Join(append([]string{filepath.Base(os.Args[0])}, args...), " "),
 		Phases:       map[string]bool{},
 		Size:         *sizeMiB << 20,
@@ -149,4 +150,16 @@ func hold(addr string) error {
 			_, _ = io.Copy(io.Discard, c)
 		}()
 	}
+}
+
+// absPath makes p absolute ("" stays "").
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
 }
