@@ -226,27 +226,11 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if f.reuse {
-		st, ok := client.RunningProxy(posternHome(), f.cluster, f.bastion)
-		if !ok && *persist > 0 {
-			// Checked first, so that a missing login is reported as
-			// usual rather than by a proxy's log.
-			if b, err := f.prepare(func() {}); err == nil {
-				b.Close()
-				st, ok = f.startProxy(*persist, stderr)
-			}
+		st, ok, err := f.proxyToReuse(*persist, stderr)
+		if err != nil {
+			return err
 		}
 		if ok {
-			// Only while the person is logged in, as that person: the
-			// proxy's connection outlives certificates, commands do not.
-			b, err := f.prepare(func() {})
-			if err != nil {
-				return err
-			}
-			b.Close()
-			if f.person != st.Person {
-				return climsg.WithHint(fmt.Errorf("the kube-exec proxy for cluster %s (pid %d) runs as %s, not as %s, who is logged in", f.cluster, st.PID, st.Person, f.person),
-					"stop that proxy, or pass --reuse=false")
-			}
 			if token, caPEM, err := client.ProxyCredentials(posternHome()); err == nil {
 				if f.verbose {
 					fmt.Fprintf(stderr, "kube-exec: using the kube-exec proxy at %s (pid %d, bastion %s)\n", st.Addr, st.PID, st.Bastion)
@@ -427,6 +411,34 @@ func exitWhenIdle(ctx context.Context, local *client.Local, d time.Duration, sto
 			}
 		}
 	}
+}
+
+// proxyToReuse returns the running kube-exec proxy for the cluster, or
+// with persist > 0 one it started, when the person logged in may use it;
+// ok is false when kube-exec is to connect on its own. The login is
+// checked once, before a proxy is used or started: commands stop with the
+// login even though a proxy's connection does not, and a missing login is
+// reported as usual rather than in a proxy's log.
+func (f *clientFlags) proxyToReuse(persist time.Duration, stderr io.Writer) (st client.ProxyState, ok bool, err error) {
+	st, ok = client.RunningProxy(posternHome(), f.cluster, f.bastion)
+	if !ok && persist == 0 {
+		return st, false, nil
+	}
+	b, err := f.prepare(func() {})
+	if err != nil {
+		return st, false, err
+	}
+	b.Close()
+	if !ok {
+		if st, ok = f.startProxy(persist, stderr); !ok {
+			return st, false, nil
+		}
+	}
+	if f.person != st.Person {
+		return st, false, climsg.WithHint(fmt.Errorf("the kube-exec proxy for cluster %s (pid %d) runs as %s, not as %s, who is logged in", f.cluster, st.PID, st.Person, f.person),
+			"stop that proxy, or pass --reuse=false")
+	}
+	return st, true, nil
 }
 
 // startProxy starts `kube-exec proxy --idle-exit persist` for the cluster

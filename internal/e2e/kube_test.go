@@ -315,6 +315,27 @@ func (k *kubeSide) runReuse(t testing.TB, env []string, reuse bool, stdin string
 	return o.String(), er.String(), cmd.ProcessState.ExitCode()
 }
 
+// listConfigmaps runs `kube-exec --cluster e2e --bastion BASTION
+// --known-hosts FILE FLAGS... -- kubectl get configmaps -n team-a` with env
+// and returns its combined output and exit status.
+func (k *kubeSide) listConfigmaps(t testing.TB, env []string, bastion, knownHosts string, flags ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", kubeCluster, "--bastion", bastion, "--known-hosts", knownHosts}, flags...)
+	cmd := exec.CommandContext(ctx, k.kubeExecBin, append(args, "--", k.kubectl, "get", "configmaps", "-n", "team-a", "-o", "name")...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run kube-exec: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("kube-exec timed out: %s", out)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
 func kubeEvents(t testing.TB, path, name string) []audit.Event {
 	t.Helper()
 	evs, err := audit.ReadFile(path)
@@ -492,14 +513,8 @@ func TestKube(t *testing.T) {
 		dave := e.user(t, "dave@example.com", "kube-dev")
 		noHosts := filepath.Join(t.TempDir(), "known_hosts")
 		kubeWrite(t, noHosts, nil, 0o644)
-		run := func(knownHosts string, extra ...string) (string, int) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			args := append([]string{"--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", knownHosts}, extra...)
-			cmd := exec.CommandContext(ctx, e.kubeExecBin, append(args, "--", e.kubectl, "get", "configmaps", "-n", "team-a")...)
-			cmd.Env = dave.env()
-			out, _ := cmd.CombinedOutput()
-			return string(out), cmd.ProcessState.ExitCode()
+		run := func(knownHosts string, flags ...string) (string, int) {
+			return e.listConfigmaps(t, dave.env(), e.bastionAddr, knownHosts, flags...)
 		}
 		state := filepath.Join(dave.home, ".postern", "kube-proxy-"+kubeCluster+".json")
 		if out, code := run(e.knownHosts, "--persist", "3s", "-v"); code != 0 || !strings.Contains(out, "started a kube-exec proxy") {
@@ -595,13 +610,7 @@ func TestKube(t *testing.T) {
 			noHosts := filepath.Join(t.TempDir(), "known_hosts")
 			kubeWrite(t, noHosts, nil, 0o644)
 			reuse := func(env []string, reuse bool) (string, int) {
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				cmd := exec.CommandContext(ctx, e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", noHosts,
-					fmt.Sprintf("--reuse=%v", reuse), "--", e.kubectl, "get", "configmaps", "-n", "team-a", "-o", "name")
-				cmd.Env = env
-				out, _ := cmd.CombinedOutput()
-				return string(out), cmd.ProcessState.ExitCode()
+				return e.listConfigmaps(t, env, e.bastionAddr, noHosts, fmt.Sprintf("--reuse=%v", reuse))
 			}
 			if out, code := reuse(alice.env(), true); code != 0 {
 				t.Fatalf("through the proxy: exit %d: %s", code, out)
@@ -623,10 +632,8 @@ func TestKube(t *testing.T) {
 				t.Errorf("bob's agent with alice's proxy: exit %d: %s", code, out)
 			}
 			// A proxy for another bastion is not used.
-			other := exec.Command(e.kubeExecBin, "--cluster", kubeCluster, "--bastion", kubeFreeAddr(t), "--known-hosts", e.knownHosts, "--", e.kubectl, "get", "configmaps", "-n", "team-a")
-			other.Env = alice.env()
-			if b, err := other.CombinedOutput(); err == nil || !strings.Contains(string(b), "connect to the bastion") {
-				t.Errorf("another bastion: %v: %s", err, b)
+			if out, code := e.listConfigmaps(t, alice.env(), kubeFreeAddr(t), e.knownHosts); code == 0 || !strings.Contains(out, "connect to the bastion") {
+				t.Errorf("another bastion: exit %d: %s", code, out)
 			}
 		})
 
@@ -664,10 +671,7 @@ func TestKube(t *testing.T) {
 			// With a known_hosts that certifies no bastion, only a proxy
 			// could carry the command.
 			viaProxyOnly := func() (string, int) {
-				cmd := exec.Command(e.kubeExecBin, "--cluster", kubeCluster, "--bastion", e.bastionAddr, "--known-hosts", noHosts, "--", e.kubectl, "get", "configmaps", "-n", "team-a")
-				cmd.Env = alice.env()
-				out, _ := cmd.CombinedOutput()
-				return string(out), cmd.ProcessState.ExitCode()
+				return e.listConfigmaps(t, alice.env(), e.bastionAddr, noHosts)
 			}
 			state := filepath.Join(alice.home, ".postern", "kube-proxy-"+kubeCluster+".json")
 			if _, err := os.Stat(state); err != nil {

@@ -78,13 +78,8 @@ func Signers(a agent.ExtendedAgent, now time.Time) ([]ssh.Signer, error) {
 	var valid []certSigner
 	expired := false
 	for _, s := range all {
-		// The agent's signers present its key blobs: parse them.
-		pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal())
-		if err != nil {
-			continue
-		}
-		cert, ok := pub.(*ssh.Certificate)
-		if !ok || cert.CertType != ssh.UserCert {
+		cert := certOf(s)
+		if cert == nil || cert.CertType != ssh.UserCert {
 			continue
 		}
 		if _, ok := cert.Extensions[sshcert.ExtRoles]; !ok {
@@ -119,6 +114,7 @@ func KeyID(s ssh.Signer) string {
 }
 
 // certOf returns the certificate of an agent signer, nil for a plain key.
+// The agent's signers present its key blobs, which are parsed here.
 func certOf(s ssh.Signer) *ssh.Certificate {
 	if pub, err := ssh.ParsePublicKey(s.PublicKey().Marshal()); err == nil {
 		if cert, ok := pub.(*ssh.Certificate); ok {
