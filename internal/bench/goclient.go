@@ -111,8 +111,7 @@ func (s *Stack) runHandshake(ctx context.Context, cfg Config) ([]HandshakeResult
 		{JumpBastion, ssh.KeyExchangeMLKEM768X25519},
 	}
 	ms := map[cell][]float64{}
-	errs := map[cell]int{}
-	first := map[cell]string{}
+	errs := failures[cell]{}
 	for i := range cfg.ConnectRuns*2 + 2 {
 		for j := range cells {
 			c := cells[j]
@@ -123,10 +122,7 @@ func (s *Stack) runHandshake(ctx context.Context, cfg Config) ([]HandshakeResult
 			x, err := s.openSession(ctx, c.jump, c.kex)
 			d := time.Since(start)
 			if err != nil {
-				errs[c]++
-				if first[c] == "" {
-					first[c] = err.Error()
-				}
+				errs.add(c, err)
 				continue
 			}
 			x.Close()
@@ -141,7 +137,7 @@ func (s *Stack) runHandshake(ctx context.Context, cfg Config) ([]HandshakeResult
 	var out []HandshakeResult
 	for _, c := range cells {
 		r := HandshakeResult{Jump: c.jump, Kex: c.kex, Ms: Summarise(ms[c])}
-		r.Ms.Errors, r.Ms.FirstError = errs[c], first[c]
+		errs.into(c, &r.Ms)
 		cfg.Logf("handshake (Go client) %-9s %-22s median %.2f ms p99 %.2f ms", c.jump, c.kex, r.Ms.Median, r.Ms.P99)
 		out = append(out, r)
 	}

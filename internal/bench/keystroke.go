@@ -72,8 +72,7 @@ func (s *Stack) runKeystroke(ctx context.Context, cfg Config) ([]KeystrokeResult
 		n = keystrokesDefault
 	}
 	ms := make([][]float64, len(terms))
-	errs := make([]int, len(terms))
-	first := make([]string, len(terms))
+	errs := failures[int]{}
 	for i := range n + keystrokeWarmup {
 		for j := range terms {
 			k := j
@@ -84,10 +83,7 @@ func (s *Stack) runKeystroke(ctx context.Context, cfg Config) ([]KeystrokeResult
 			b := byte('a' + i%26)
 			d, err := t.keystroke(b)
 			if err != nil {
-				errs[k]++
-				if first[k] == "" {
-					first[k] = err.Error()
-				}
+				errs.add(k, err)
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("keystrokes through %s: %w", t.p.Name, err)
 				}
@@ -102,7 +98,7 @@ func (s *Stack) runKeystroke(ctx context.Context, cfg Config) ([]KeystrokeResult
 	var out []KeystrokeResult
 	for k, t := range terms {
 		r := KeystrokeResult{Path: t.p.Name, Ms: Summarise(ms[k])}
-		r.Ms.Errors, r.Ms.FirstError = errs[k], first[k]
+		errs.into(k, &r.Ms)
 		cfg.Logf("keystroke %-11s median %.2f ms p99 %.2f ms errors %d", t.p.Name, r.Ms.Median, r.Ms.P99, r.Ms.Errors)
 		out = append(out, r)
 	}

@@ -306,8 +306,7 @@ func (k *kubeStack) commands(ctx context.Context, n int) ([]KubeSample, error) {
 		argv[KubeExecB] = append(append(append([]string{b}, k.clientFlags()...), "--"), get...)
 	}
 	vals := make([][]float64, len(paths))
-	errs := make([]int, len(paths))
-	first := make([]string, len(paths))
+	errs := failures[int]{}
 	k.s.log("kube: %d runs of %d commands", n, len(paths))
 	for round := -2; round < n; round++ {
 		for j := range paths {
@@ -325,10 +324,7 @@ func (k *kubeStack) commands(ctx context.Context, n int) ([]KubeSample, error) {
 				continue
 			}
 			if err != nil {
-				errs[j]++
-				if first[j] == "" {
-					first[j] = err.Error()
-				}
+				errs.add(j, err)
 				continue
 			}
 			vals[j] = append(vals[j], ms(d))
@@ -336,7 +332,7 @@ func (k *kubeStack) commands(ctx context.Context, n int) ([]KubeSample, error) {
 	}
 	for j := range paths {
 		paths[j].Ms = Summarise(vals[j])
-		paths[j].Ms.Errors, paths[j].Ms.FirstError = errs[j], first[j]
+		errs.into(j, &paths[j].Ms)
 	}
 	return paths, nil
 }
@@ -391,8 +387,7 @@ func (k *kubeStack) requests(ctx context.Context, n int) ([]KubeSample, int, err
 		{KubeProxy, proxy},
 	}
 	vals := make([][]float64, len(clients))
-	errs := make([]int, len(clients))
-	first := make([]string, len(clients))
+	errs := failures[int]{}
 	size := 0
 	k.s.log("kube: %d requests per path", n)
 	for i := -20; i < n; i++ {
@@ -413,10 +408,7 @@ func (k *kubeStack) requests(ctx context.Context, n int) ([]KubeSample, int, err
 				continue
 			}
 			if err != nil {
-				errs[j]++
-				if first[j] == "" {
-					first[j] = err.Error()
-				}
+				errs.add(j, err)
 				continue
 			}
 			size = sz
@@ -426,7 +418,7 @@ func (k *kubeStack) requests(ctx context.Context, n int) ([]KubeSample, int, err
 	var out []KubeSample
 	for j, c := range clients {
 		s := Summarise(vals[j])
-		s.Errors, s.FirstError = errs[j], first[j]
+		errs.into(j, &s)
 		out = append(out, KubeSample{Path: c.path, Ms: s})
 	}
 	return out, size, nil

@@ -246,3 +246,29 @@ func treeCPU(pid int) float64 {
 	}
 	return sum
 }
+
+// failures counts the errors of each cell (a path, a cipher and
+// direction, …) and keeps the first of each, for its Sample.
+type failures[K comparable] map[K]*failure
+
+type failure struct {
+	n     int
+	first string
+}
+
+// add counts err against k.
+func (f failures[K]) add(k K, err error) {
+	x := f[k]
+	if x == nil {
+		x = &failure{first: err.Error()}
+		f[k] = x
+	}
+	x.n++
+}
+
+// into sets s's error count and first error to k's.
+func (f failures[K]) into(k K, s *Sample) {
+	if x := f[k]; x != nil {
+		s.Errors, s.FirstError = x.n, x.first
+	}
+}

@@ -36,8 +36,7 @@ func (s *Stack) runThroughput(ctx context.Context, cfg Config) ([]ThroughputResu
 	}
 	mib := map[key][]float64{}
 	cpu := map[key][]float64{}
-	errs := map[key]int{}
-	firstErr := map[key]string{}
+	errs := failures[key]{}
 	for round := range cfg.Rounds {
 		order := slices.Clone(paths)
 		if round%2 == 1 {
@@ -57,10 +56,7 @@ func (s *Stack) runThroughput(ctx context.Context, cfg Config) ([]ThroughputResu
 					before := s.jumpCPU(p)
 					d, err := s.Transfer(ctx, cf, p, up, cfg.Size)
 					if err != nil {
-						errs[k]++
-						if firstErr[k] == "" {
-							firstErr[k] = err.Error()
-						}
+						errs.add(k, err)
 						cfg.Logf("throughput %s: %v", p.Name, err)
 						continue
 					}
@@ -81,7 +77,7 @@ func (s *Stack) runThroughput(ctx context.Context, cfg Config) ([]ThroughputResu
 			for _, p := range paths {
 				k := key{c, up, p.Name}
 				r := ThroughputResult{Cipher: c, Up: up, Path: p.Name, MiBps: Summarise(mib[k]), CPUPerGiB: Summarise(cpu[k])}
-				r.MiBps.Errors, r.MiBps.FirstError = errs[k], firstErr[k]
+				errs.into(k, &r.MiBps)
 				out = append(out, r)
 			}
 		}
@@ -156,8 +152,7 @@ func (s *Stack) runConnect(ctx context.Context, cfg Config) ([]ConnectResult, er
 			return nil, err
 		}
 		ms := map[string][]float64{}
-		errs := map[string]int{}
-		first := map[string]string{}
+		errs := failures[string]{}
 		for i := range cfg.ConnectRuns + 2 {
 			order := slices.Clone(paths)
 			if i%2 == 1 {
@@ -172,10 +167,7 @@ func (s *Stack) runConnect(ctx context.Context, cfg Config) ([]ConnectResult, er
 					continue // warm-up: page cache, the bastion's node host certificate
 				}
 				if err != nil {
-					errs[p.Name]++
-					if first[p.Name] == "" {
-						first[p.Name] = err.Error()
-					}
+					errs.add(p.Name, err)
 					continue
 				}
 				ms[p.Name] = append(ms[p.Name], float64(d.Microseconds())/1000)
@@ -183,7 +175,7 @@ func (s *Stack) runConnect(ctx context.Context, cfg Config) ([]ConnectResult, er
 		}
 		for _, p := range paths {
 			r := ConnectResult{Kex: kex, Path: p.Name, Ms: Summarise(ms[p.Name])}
-			r.Ms.Errors, r.Ms.FirstError = errs[p.Name], first[p.Name]
+			errs.into(p.Name, &r.Ms)
 			cfg.Logf("connect %s %-11s median %.1f ms p99 %.1f ms errors %d", kex, p.Name, r.Ms.Median, r.Ms.P99, r.Ms.Errors)
 			out = append(out, r)
 		}
