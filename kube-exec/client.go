@@ -94,6 +94,7 @@ func (f *clientFlags) prepare(onRevoked func()) (*client.Bastion, error) {
 		return nil, f.hint(err)
 	}
 	f.person = client.KeyID(signers[0])
+	b.UseSigners(signers)
 	return b, nil
 }
 

@@ -58,6 +58,7 @@ type Bastion struct {
 	mu      sync.Mutex
 	client  *ssh.Client
 	expiry  *time.Timer // ends client when its certificate expires
+	listed  []ssh.Signer // from UseSigners, for the first connection
 	revoked atomic.Bool
 	// subsystemOnly is set once the bastion turned down a kube channel
 	// as unknown (a bastion that predates it).
@@ -103,6 +104,15 @@ func Signers(a agent.ExtendedAgent, now time.Time) ([]ssh.Signer, error) {
 		out[i] = v.s
 	}
 	return out, nil
+}
+
+// UseSigners hands the bastion the agent's certificates the caller has
+// just listed (Signers), so that the first connection does not ask the
+// agent again; later ones do, for certificates renewed meanwhile.
+func (b *Bastion) UseSigners(s []ssh.Signer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.listed = s
 }
 
 // KeyID returns the key ID (the person) of a signer from Signers.
@@ -173,9 +183,13 @@ func (b *Bastion) conn(ctx context.Context, broken *ssh.Client) (*ssh.Client, er
 	if b.Now != nil {
 		now = b.Now
 	}
-	signers, err := Signers(b.Agent, now())
-	if err != nil {
-		return nil, err
+	signers := b.listed
+	b.listed = nil
+	if signers == nil {
+		var err error
+		if signers, err = Signers(b.Agent, now()); err != nil {
+			return nil, err
+		}
 	}
 	hk, err := hostKeyCallback(b.KnownHosts)
 	if err != nil {
