@@ -57,7 +57,7 @@ type Bastion struct {
 
 	mu      sync.Mutex
 	client  *ssh.Client
-	expiry  *time.Timer // ends client when its certificate expires
+	expiry  *time.Timer  // ends client when its certificate expires
 	listed  []ssh.Signer // from UseSigners, for the first connection
 	revoked atomic.Bool
 	// subsystemOnly is set once the bastion turned down a kube channel
